@@ -1,0 +1,228 @@
+"""The edge worker of one hall: cameras in, facts out through the durable outbox.
+
+Threads:
+
+- one watchdog per camera (``edge.sources``): reads frames, keeps only the latest,
+  reconnects with backoff, reports online/offline; a camera's failure stays its own;
+- one analysis thread: every ``look_interval_s`` takes each camera's latest frame and looks
+  at its posts (the detector runs one crop at a time, so two cores serve many cameras);
+- one publisher thread (``edge.comms``): drains the outbox to the broker.
+
+Every fact is appended to the outbox before anything publishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.analysis import CameraAnalysis
+from edge.comms.mqtt_publisher import BrokerSettings, OutboxPublisher
+from edge.detectors import Detector, create_detector
+from edge.outbox import Outbox
+from edge.sources import CameraWatchdog
+from hallwatch.config import HallConfig
+from hallwatch.contract import (
+    DeviceBody,
+    DeviceFact,
+    DeviceKind,
+    DeviceState,
+    Fact,
+    StatsBody,
+    StatsFact,
+    encode,
+    fact_topic,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _CameraStatus:
+    camera: str
+    online: bool
+    reason: str
+
+
+def broker_settings(config: HallConfig) -> BrokerSettings:
+    """The broker a hall config names."""
+    m = config.mqtt
+    return BrokerSettings(
+        host=m.host,
+        port=m.port,
+        username=m.username,
+        password=m.password.get_secret_value() if m.password else None,
+        tls=m.tls,
+        keepalive_s=m.keepalive_s,
+        client_id=m.client_id or "",
+    )
+
+
+def detector_for(config: HallConfig) -> Detector:
+    """The detector a hall config asks for."""
+    d = config.detector
+    return create_detector(
+        d.kind,
+        model_path=d.model_path,
+        providers=tuple(d.providers),
+        threads=d.threads,
+        score_threshold=d.score_threshold,
+    )
+
+
+class EdgeWorker:
+    """Runs one hall's edge pipeline until stopped.
+
+    Args:
+        config: The hall.
+        detector: Person detector; by default the one the config names.
+        broker: Broker to publish to; by default the one the config names.
+        outbox_path: Outbox file; by default ``config.edge.outbox_path``.
+        stats_interval_s: How often a pipeline ``stats`` fact is sent.
+    """
+
+    def __init__(
+        self,
+        config: HallConfig,
+        *,
+        detector: Detector | None = None,
+        broker: BrokerSettings | None = None,
+        outbox_path: Path | None = None,
+        stats_interval_s: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.hall = config.hall.id
+        self.source = config.edge.source
+        self._detector = detector or detector_for(config)
+        self.outbox = Outbox(outbox_path or config.edge.outbox_path)
+        self.publisher = OutboxPublisher(
+            self.outbox, broker or broker_settings(config), hall=self.hall, source=self.source
+        )
+        self._status: queue.Queue[_CameraStatus] = queue.Queue()
+        self._stats_interval_s = stats_interval_s
+        self.analyses = {
+            cam.id: CameraAnalysis(config, cam, self._detector, source=self.source)
+            for cam in config.cameras
+            if config.posts_for_camera(cam.id)
+        }
+        self.watchdogs = {
+            cam.id: CameraWatchdog(
+                cam.id,
+                cam.url,
+                on_status=self._on_camera_status,
+                keyframes_only=cam.keyframes_only,
+                stale_after_s=cam.stale_after_s,
+                max_backoff_s=cam.max_backoff_s,
+            )
+            for cam in config.cameras
+        }
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"edge-{self.hall}", daemon=True)
+        self.facts_written = 0
+
+    def _on_camera_status(self, camera: str, online: bool, reason: str) -> None:
+        self._status.put(_CameraStatus(camera, online, reason))  # callbacks only enqueue
+
+    def start(self) -> None:
+        """Start publishing, the cameras and the analysis."""
+        self.publisher.start()
+        for watchdog in self.watchdogs.values():
+            watchdog.start()
+        self._thread.start()
+        logger.info(
+            "edge %s started: %d cameras, %d posts",
+            self.source,
+            len(self.watchdogs),
+            len(self.config.posts),
+        )
+
+    def stop(self) -> None:
+        """Stop everything; unpublished facts stay in the outbox for the next start."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for watchdog in self.watchdogs.values():
+            watchdog.stop()
+        self.publisher.stop()
+        self.outbox.close()
+
+    def write(self, fact: Fact) -> None:
+        """Append a fact to the outbox (durably); the publisher sends it."""
+        self.outbox.append(fact.id, fact_topic(fact.hall, fact.kind), encode(fact))
+        self.facts_written += 1
+
+    def _run(self) -> None:
+        last_pts: dict[str, float] = {}
+        next_look: dict[str, float] = {}
+        next_stats = time.monotonic() + self._stats_interval_s
+        while not self._stop.is_set():
+            self._drain_status()
+            now = time.monotonic()
+            for camera_id, analysis in self.analyses.items():
+                if now < next_look.get(camera_id, 0.0):
+                    continue
+                frame = self.watchdogs[camera_id].latest()
+                if frame is None or frame.pts == last_pts.get(camera_id):
+                    continue
+                last_pts[camera_id] = frame.pts
+                next_look[camera_id] = now + analysis.camera.look_interval_s
+                try:
+                    facts = analysis.look(frame)
+                except Exception:  # one camera's bad frame never stops the others
+                    logger.exception("analysis of camera %s failed", camera_id)
+                    continue
+                for fact in facts:
+                    self.write(fact)
+            if now >= next_stats:
+                self._write_stats(self._stats_interval_s)
+                next_stats = now + self._stats_interval_s
+            self._stop.wait(0.02)
+
+    def _drain_status(self) -> None:
+        while not self._status.empty():
+            status = self._status.get_nowait()
+            logger.info(
+                "camera %s %s %s",
+                status.camera,
+                "online" if status.online else "offline:",
+                status.reason,
+            )
+            if status.camera in self.analyses:
+                self.analyses[status.camera].reset()
+            self.write(
+                DeviceFact(
+                    hall=self.hall,
+                    source=self.source,
+                    body=DeviceBody(
+                        device=status.camera,
+                        device_kind=DeviceKind.CAMERA,
+                        state=DeviceState.ONLINE if status.online else DeviceState.OFFLINE,
+                        reason=status.reason[:500],
+                    ),
+                )
+            )
+
+    def _write_stats(self, interval_s: float) -> None:
+        taken = [a.counters.take() for a in self.analyses.values()]
+        inferred = sum(c.crops_inferred for c in taken)
+        self.write(
+            StatsFact(
+                hall=self.hall,
+                source=self.source,
+                body=StatsBody(
+                    interval_s=interval_s,
+                    cameras_online=sum(w.online for w in self.watchdogs.values()),
+                    cameras_total=len(self.watchdogs),
+                    frames_looked=sum(c.frames_looked for c in taken),
+                    crops_inferred=inferred,
+                    crops_skipped=sum(c.crops_skipped for c in taken),
+                    inference_ms_mean=(
+                        sum(c.inference_ms_total for c in taken) / inferred if inferred else 0.0
+                    ),
+                    outbox_depth=self.outbox.depth(),
+                ),
+            )
+        )
