@@ -1,0 +1,142 @@
+"""The ``hallwatch`` command line.
+
+    hallwatch demo [--for SECONDS]          the whole chain on embedded defaults
+    hallwatch config validate FILE...       check hall configs, pointing at the YAML line
+    hallwatch edge --config HALL.yaml       run a hall's edge worker
+    hallwatch aggregator --hall HALL.yaml   run the aggregator (API, ingest, rules)
+    hallwatch replay VIDEO --config HALL.yaml --camera CAM   facts a video would produce
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _setup_logging(verbose: int, *, quiet: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from hallwatch.config import validate_config_file
+
+    return max(validate_config_file(path) for path in args.files)
+
+
+def _cmd_edge(args: argparse.Namespace) -> int:
+    from edge.worker import EdgeWorker
+    from hallwatch.config import ConfigError, load_hall_config
+
+    try:
+        config = load_hall_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    worker = EdgeWorker(config)
+    worker.start()
+    _wait_for_signal()
+    worker.stop()
+    return 0
+
+
+def _cmd_aggregator(args: argparse.Namespace) -> int:
+    from aggregator.service import AggregatorService
+    from aggregator.settings import AggregatorSettings
+
+    overrides: dict[str, object] = {}
+    if args.hall:
+        overrides["halls"] = [Path(p) for p in args.hall]
+    if args.port is not None:
+        overrides["http_port"] = args.port
+    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    service = AggregatorService.from_settings(settings)
+    service.start()
+    print(f"HallWatch aggregator: {service.url}", flush=True)
+    _wait_for_signal()
+    service.stop()
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from edge.replay import replay_to_stdout
+
+    return replay_to_stdout(Path(args.video), Path(args.config), args.camera)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hallwatch.demo.run import run_demo
+
+    return run_demo(duration_s=args.seconds, http_port=args.port, workdir=args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render ``docs/cli.md``)."""
+    parser = argparse.ArgumentParser(
+        prog="hallwatch", description="HallWatch: electronic supervision of service halls."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="Run camera → edge → broker → aggregator → page.")
+    demo.add_argument(
+        "--for", dest="seconds", type=float, default=None,
+        help="Run headless this many seconds, then print the alerts as one JSON line.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="Web page port (0: any free).")
+    demo.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"), help="Where the demo keeps its files."
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    config = sub.add_parser("config", help="Hall configuration tools.")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    validate = config_sub.add_parser("validate", help="Validate hall config files.")
+    validate.add_argument("files", nargs="+", type=Path, help="Hall YAML files.")
+    validate.set_defaults(func=_cmd_config_validate)
+
+    edge = sub.add_parser("edge", help="Run a hall's edge worker.")
+    edge.add_argument("--config", required=True, type=Path, help="Hall YAML file.")
+    edge.set_defaults(func=_cmd_edge)
+
+    agg = sub.add_parser("aggregator", help="Run the aggregator.")
+    agg.add_argument("--hall", action="append", help="Hall YAML file (repeatable).")
+    agg.add_argument("--port", type=int, default=None, help="HTTP port.")
+    agg.set_defaults(func=_cmd_aggregator)
+
+    replay = sub.add_parser("replay", help="Run the edge pipeline over a recorded video.")
+    replay.add_argument("video", help="Video file.")
+    replay.add_argument("--config", required=True, help="Hall YAML file.")
+    replay.add_argument("--camera", required=True, help="Camera id the video comes from.")
+    replay.set_defaults(func=_cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hallwatch`` console script."""
+    args = build_parser().parse_args(argv)
+    quiet = args.command == "replay" or (
+        args.command == "demo" and args.seconds is not None and not args.verbose
+    )
+    _setup_logging(args.verbose, quiet=quiet)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

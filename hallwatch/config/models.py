@@ -1,0 +1,673 @@
+"""Pydantic models of a hall configuration (one YAML file per hall).
+
+The models validate everything that can be checked without the cameras: ids, bounds,
+times, cross references (a post's camera must exist) and geometry (a post's polygon must
+lie inside its camera's image). Loading the YAML, ``${VAR}`` expansion and line numbers
+live in :mod:`hallwatch.config.loader`.
+
+Validators that find several problems below the value they check raise
+:class:`LocatedValueError`, which carries a location relative to that value for each
+problem; the loader turns those into one issue each, with the right YAML line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from datetime import date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+logger = logging.getLogger(__name__)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""Hall, camera, post and edge ids (same as ``hallwatch.contract.ID_PATTERN``)."""
+
+ENV_EXPAND: dict[str, Any] = {"env_expand": True}
+"""``json_schema_extra`` marker of the string fields in which ``${VAR}`` is expanded."""
+
+URL_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "file"})
+_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "token", "key"})
+_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+
+Loc = tuple[str | int, ...]
+
+
+def format_field_path(loc: Loc) -> str:
+    """Render a location tuple as a field path.
+
+    >>> format_field_path(("posts", 2, "polygon", 3))
+    'posts[2].polygon[3]'
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class LocatedValueError(ValueError):
+    """Several validation problems, each at a location below the validated value.
+
+    Attributes:
+        problems: ``(relative location, message)`` pairs.
+    """
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__(
+            "; ".join(f"{format_field_path(loc) or '.'}: {msg}" for loc, msg in problems)
+        )
+
+
+def _raise_if(problems: list[tuple[Loc, str]]) -> None:
+    if problems:
+        raise LocatedValueError(problems)
+
+
+def _parse_hhmm(value: Any) -> Any:
+    """Accept ``"HH:MM"``/``"H:MM"``/``"HH:MM:SS"`` strings and ``time``; refuse numbers."""
+    if isinstance(value, time) or value is None:
+        return value
+    if isinstance(value, str):
+        m = _TIME_RE.match(value.strip())
+        if m:
+            return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+    raise ValueError('expected a time written as a quoted "HH:MM" string, e.g. "08:30"')
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with the password of its user info and secret query values masked.
+
+    >>> mask_url("rtsp://admin:s3cret@10.0.0.5:554/stream1")
+    'rtsp://admin:***@10.0.0.5:554/stream1'
+    """
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            masked = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="*${}")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class Weekday(StrEnum):
+    """Days of the week, as written in the YAML."""
+
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @classmethod
+    def of(cls, day: date) -> Weekday:
+        """The weekday of a date."""
+        return list(cls)[day.weekday()]
+
+
+class PostKind(StrEnum):
+    """岗位 kinds: 引导、帮办代办、咨询辅导、前台受理、后台审批."""
+
+    GUIDE = "guide"
+    HELPER = "helper"
+    CONSULT = "consult"
+    FRONT_DESK = "front_desk"
+    BACK_OFFICE = "back_office"
+
+
+class HallInfo(_Base):
+    """政务服务大厅: which hall this file describes."""
+
+    id: str = Field(
+        pattern=ID_PATTERN,
+        description="Hall id: lowercase slug, used in MQTT topics and URLs.",
+    )
+    name: str = Field(
+        min_length=1, max_length=100, description="Display name, e.g. 某县政务服务中心."
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        min_length=1,
+        description="IANA timezone the service hours are written in.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'Asia/Shanghai'"
+            ) from exc
+        return value
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        """The hall's timezone."""
+        return ZoneInfo(self.timezone)
+
+
+class DayHours(_Base):
+    """Opening hours of one day, with an optional lunch break (午休)."""
+
+    open: time = Field(description='Opening time, "HH:MM".')
+    close: time = Field(description='Closing time, "HH:MM".')
+    lunch_start: time | None = Field(
+        default=None, description='Lunch break (午休) start, "HH:MM"; null: no break.'
+    )
+    lunch_end: time | None = Field(
+        default=None, description='Lunch break end, "HH:MM"; null: no break.'
+    )
+    lunch_closed: bool = Field(
+        default=True,
+        description="True: the hall closes at lunch (no off-post alerts then). "
+        "False: it keeps serving (午间不打烊) and off-post rules apply.",
+    )
+
+    @field_validator("open", "close", "lunch_start", "lunch_end", mode="before")
+    @classmethod
+    def _parse_times(cls, value: Any) -> Any:
+        return _parse_hhmm(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DayHours:
+        if (self.lunch_start is None) != (self.lunch_end is None):
+            missing = "lunch_end" if self.lunch_end is None else "lunch_start"
+            _raise_if([((missing,), "set both lunch_start and lunch_end, or neither")])
+        names = ["open", "lunch_start", "lunch_end", "close"]
+        seq = [(n, t) for n in names if (t := getattr(self, n)) is not None]
+        for (first, t1), (second, t2) in itertools.pairwise(seq):
+            if t2 <= t1:  # blame the lunch break rather than the opening hours
+                if first == "lunch_end":
+                    msg = f"{first} {t1:%H:%M} must be before {second} {t2:%H:%M}"
+                    _raise_if([((first,), msg)])
+                _raise_if([((second,), f"{second} {t2:%H:%M} must be after {first} {t1:%H:%M}")])
+        return self
+
+    def is_open_at(self, t: time) -> bool:
+        """Whether the hall serves at local time ``t`` on a day with these hours."""
+        if not self.open <= t < self.close:
+            return False
+        if self.lunch_closed and self.lunch_start is not None and self.lunch_end is not None:
+            return not self.lunch_start <= t < self.lunch_end
+        return True
+
+
+def _default_hours() -> DayHours:
+    return DayHours(open=time(9), close=time(17), lunch_start=time(12), lunch_end=time(13, 30))
+
+
+def _workdays() -> list[Weekday]:
+    return [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI]
+
+
+class ServiceHoursConfig(_Base):
+    """办公时间: when the hall serves, so when off-post rules apply."""
+
+    open_weekdays: list[Weekday] = Field(
+        default_factory=_workdays,
+        max_length=7,
+        description="Weekdays the hall opens (mon … sun); weekends closed by default.",
+    )
+    default: DayHours = Field(
+        default_factory=_default_hours,
+        description="Hours of every open weekday not in per_weekday.",
+    )
+    per_weekday: dict[Weekday, DayHours] = Field(
+        default_factory=dict,
+        description="Hours of particular weekdays (e.g. sat), replacing default. "
+        "Each key must be in open_weekdays.",
+    )
+    closed_dates: list[date] = Field(
+        default_factory=list,
+        description="Dates the hall is closed (holidays, 节假日), YYYY-MM-DD.",
+    )
+    working_dates: list[date] = Field(
+        default_factory=list,
+        description="Make-up working days (调休上班日) on a closed weekday; default hours.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceHoursConfig:
+        problems: list[tuple[Loc, str]] = []
+        seen: set[Weekday] = set()
+        for i, day in enumerate(self.open_weekdays):
+            if day in seen:
+                problems.append((("open_weekdays", i), f"{day.value} is listed twice"))
+            seen.add(day)
+        for day in self.per_weekday:
+            if day not in seen:
+                msg = f"{day.value} has hours but is not in open_weekdays; add it there"
+                problems.append((("per_weekday", day.value), msg))
+        closed = set(self.closed_dates)
+        for i, d in enumerate(self.working_dates):
+            if d in closed:
+                problems.append((("working_dates", i), f"{d} is also in closed_dates"))
+        _raise_if(problems)
+        return self
+
+    def hours_on(self, day: date) -> DayHours | None:
+        """The hours that apply on a local date, or ``None`` if the hall is closed."""
+        if day in self.closed_dates:
+            return None
+        if day in self.working_dates:
+            return self.default
+        weekday = Weekday.of(day)
+        if weekday not in self.open_weekdays:
+            return None
+        return self.per_weekday.get(weekday, self.default)
+
+    def is_in_service(self, local_dt: datetime) -> bool:
+        """Whether the hall serves at a naive hall-local date and time."""
+        hours = self.hours_on(local_dt.date())
+        return hours is not None and hours.is_open_at(local_dt.time())
+
+
+class CameraConfig(_Base):
+    """摄像头: one camera the edge reads."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Camera id, unique in the hall.")
+    name: str = Field(default="", max_length=100, description="Display name, e.g. 一楼东区.")
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        repr=False,
+        json_schema_extra=ENV_EXPAND,
+        description="rtsp://… (also rtsps, rtmp, http(s), file) or a video file path; "
+        "put credentials in ${VAR} placeholders.",
+    )
+    width: int = Field(ge=16, le=16384, description="Width of the image the polygons refer to.")
+    height: int = Field(ge=16, le=16384, description="Height of the image the polygons refer to.")
+    keyframes_only: bool = Field(
+        default=True, description="Decode keyframes only (cheap; needs a short GOP)."
+    )
+    look_interval_s: float = Field(
+        default=1.0, ge=0.2, le=10, description="How often each post is looked at."
+    )
+    stale_after_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="Watchdog: no frame for this long → reconnect, camera offline.",
+    )
+    max_backoff_s: float = Field(
+        default=60.0, ge=1, le=3600, description="Longest wait between reconnect attempts."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_or_path(cls, value: str) -> str:
+        value = value.strip()
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        if "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in URL_SCHEMES:
+                schemes = ", ".join(sorted(URL_SCHEMES))
+                raise ValueError(f"unsupported URL scheme {scheme!r}; use {schemes} or a path")
+        return value
+
+    @model_validator(mode="after")
+    def _watchdog(self) -> CameraConfig:
+        if self.stale_after_s <= self.look_interval_s:
+            msg = f"must be longer than look_interval_s ({self.look_interval_s:g})"
+            _raise_if([(("stale_after_s",), msg)])
+        return self
+
+    @field_serializer("url")
+    def _masked_url(self, value: str, info: FieldSerializationInfo) -> str:
+        context = info.context or {}
+        return value if context.get("reveal_secrets") else mask_url(value)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked, for logs and UIs."""
+        return mask_url(self.url)
+
+    @property
+    def is_file(self) -> bool:
+        """True for a video file (a path or ``file://``), false for a network stream."""
+        return "://" not in self.url or self.url.lower().startswith("file://")
+
+
+Point = tuple[float, float]
+
+
+class PostConfig(_Base):
+    """岗位: a place where a staff member must be, as a polygon in one camera's image."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Post id, unique in the hall.")
+    name: str = Field(min_length=1, max_length=100, description="Display name, e.g. 3号窗口.")
+    kind: PostKind = Field(description="guide, helper, consult, front_desk or back_office.")
+    window: str | None = Field(
+        default=None, min_length=1, max_length=32, description="Window (窗口) number or id."
+    )
+    camera: str = Field(pattern=ID_PATTERN, description="Id of the camera that sees it.")
+    polygon: list[Point] = Field(
+        min_length=3,
+        max_length=64,
+        description="[x, y] pixel points in the camera's width × height image.",
+    )
+    off_post_after_s: float | None = Field(
+        default=None,
+        ge=10,
+        le=7200,
+        description="Override of thresholds.off_post_after_s for this post.",
+    )
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window_str(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _has_area(cls, value: list[Point]) -> list[Point]:
+        area2 = 0.0
+        for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1], strict=True):
+            area2 += x1 * y2 - x2 * y1
+        if abs(area2) / 2 < 1.0:
+            raise ValueError(
+                "polygon encloses less than one square pixel; points are pixel "
+                "coordinates of the camera's width × height image, not fractions"
+            )
+        return value
+
+
+class ThresholdsConfig(_Base):
+    """阈值: presence and off-post timing, motion gate."""
+
+    presence_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="A post turns absent only after no person is seen for this long.",
+    )
+    off_post_after_s: float = Field(
+        default=300.0,
+        ge=10,
+        le=7200,
+        description="离岗: alert when a post is unstaffed longer than this in service hours.",
+    )
+    summary_interval_s: float = Field(
+        default=60.0, ge=5, le=3600, description="Period of the presence summary fact."
+    )
+    motion_threshold: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Fraction of a crop's pixels that must change to run the detector "
+        "again; 0 runs it at every look.",
+    )
+    motion_pixel_delta: int = Field(
+        default=25,
+        ge=1,
+        le=255,
+        description="Per-pixel absolute difference (0–255) that counts as a change.",
+    )
+
+    static_learn_s: float = Field(
+        default=180.0,
+        ge=30,
+        le=3600,
+        description="A detected 'person' whose pixels do not change at all for this long "
+        "is learned as the post's empty look (a chair or coat, not a clerk).",
+    )
+
+    @model_validator(mode="after")
+    def _grace_le_off_post(self) -> ThresholdsConfig:
+        if self.presence_grace_s > self.off_post_after_s:
+            msg = f"must not exceed off_post_after_s ({self.off_post_after_s:g})"
+            _raise_if([(("presence_grace_s",), msg)])
+        return self
+
+
+class DetectorConfig(_Base):
+    """检测器: the person detector run on post crops."""
+
+    kind: str = Field(
+        default="ssdlite_person",
+        pattern=r"^[a-z0-9][a-z0-9_]{0,63}$",
+        description="Detector plugin name.",
+    )
+    model_path: Path | None = Field(
+        default=None, description="Model file; null for the plugin's bundled model."
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        min_length=1,
+        max_length=8,
+        description="onnxruntime execution providers, in order of preference.",
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="Inference threads.")
+    score_threshold: float = Field(
+        default=0.5, ge=0.05, le=0.99, description="Minimum score of a person detection."
+    )
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: list[str]) -> list[str]:
+        problems: list[tuple[Loc, str]] = [
+            ((i,), f"{p!r} is not an onnxruntime provider name (…ExecutionProvider)")
+            for i, p in enumerate(value)
+            if not re.fullmatch(r"[A-Za-z0-9]+ExecutionProvider", p)
+        ]
+        _raise_if(problems)
+        return value
+
+
+class MqttConfig(_Base):
+    """MQTT broker the edge publishes facts to."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        max_length=253,
+        json_schema_extra=ENV_EXPAND,
+        description="Broker host name or IP.",
+    )
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(
+        default=None, max_length=256, json_schema_extra=ENV_EXPAND, description="User name."
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        max_length=256,
+        json_schema_extra=ENV_EXPAND,
+        description="Password; write it as ${VAR}, never literally.",
+    )
+    tls: bool = Field(default=False, description="Connect with TLS (system CA store).")
+    keepalive_s: int = Field(default=60, ge=5, le=3600, description="MQTT keepalive.")
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
+        description="MQTT client id; null for the edge's source id.",
+    )
+
+
+class EdgeConfig(_Base):
+    """The edge worker's own settings. ``{hall}`` is replaced by the hall id."""
+
+    outbox_path: Path = Field(
+        default=Path("var/edge-{hall}.outbox.sqlite"),
+        description="SQLite outbox of facts not yet acknowledged (relative to the "
+        "working directory).",
+    )
+    source: str = Field(
+        default="edge-{hall}",
+        min_length=1,
+        max_length=80,
+        description="Edge id sent as every fact's source; must match the id pattern.",
+    )
+
+
+class HallConfig(_Base):
+    """One hall's configuration: the whole YAML file."""
+
+    version: Literal[1] = Field(default=1, description="Config format version.")
+    hall: HallInfo = Field(description="Which hall.")
+    service_hours: ServiceHoursConfig = Field(
+        default_factory=ServiceHoursConfig, description="When the hall serves."
+    )
+    cameras: list[CameraConfig] = Field(min_length=1, description="Cameras; ids unique.")
+    posts: list[PostConfig] = Field(min_length=1, description="Posts; ids unique.")
+    thresholds: ThresholdsConfig = Field(
+        default_factory=ThresholdsConfig, description="Timing and motion gate."
+    )
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Person detector.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker.")
+    edge: EdgeConfig = Field(default_factory=EdgeConfig, description="Edge worker.")
+
+    @field_validator("cameras", "posts")
+    @classmethod
+    def _unique_ids(cls, value: list[Any]) -> list[Any]:
+        first: dict[str, int] = {}
+        problems: list[tuple[Loc, str]] = []
+        for i, item in enumerate(value):
+            if item.id in first:
+                problems.append(
+                    ((i, "id"), f"duplicate id {item.id!r} (first at index {first[item.id]})")
+                )
+            else:
+                first[item.id] = i
+        _raise_if(problems)
+        return value
+
+    @field_validator("posts")
+    @classmethod
+    def _posts_fit_cameras(cls, value: list[PostConfig], info: ValidationInfo) -> list[PostConfig]:
+        # Runs even when other sections have errors; skipped when the cameras are invalid.
+        cameras_list = info.data.get("cameras")
+        if cameras_list is None:
+            return value
+        cameras = {c.id: c for c in cameras_list}
+        problems: list[tuple[Loc, str]] = []
+        for i, post in enumerate(value):
+            cam = cameras.get(post.camera)
+            if cam is None:
+                known = ", ".join(cameras)
+                problems.append(
+                    ((i, "camera"), f"camera {post.camera!r} is not defined (cameras: {known})")
+                )
+                continue
+            for j, (x, y) in enumerate(post.polygon):
+                if not (0 <= x <= cam.width and 0 <= y <= cam.height):
+                    problems.append(
+                        (
+                            (i, "polygon", j),
+                            f"point [{x:g}, {y:g}] is outside the {cam.width}x{cam.height} "
+                            f"image of camera {cam.id!r}",
+                        )
+                    )
+        _raise_if(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> HallConfig:
+        problems: list[tuple[Loc, str]] = []
+        grace = self.thresholds.presence_grace_s
+        for i, post in enumerate(self.posts):
+            if post.off_post_after_s is not None and post.off_post_after_s < grace:
+                msg = f"must not be shorter than thresholds.presence_grace_s ({grace:g})"
+                problems.append((("posts", i, "off_post_after_s"), msg))
+        source = self.edge.source.replace("{hall}", self.hall.id)
+        if not re.match(ID_PATTERN, source):
+            msg = f"{source!r} is not a valid id ({ID_PATTERN}); is the hall id too long?"
+            problems.append((("edge", "source"), msg))
+        _raise_if(problems)
+        self.edge.source = source
+        self.edge.outbox_path = Path(str(self.edge.outbox_path).replace("{hall}", self.hall.id))
+        return self
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        """The hall's timezone."""
+        return self.hall.tzinfo
+
+    def local_time(self, dt: datetime) -> datetime:
+        """``dt`` as a naive hall-local time (a naive ``dt`` is taken as hall-local)."""
+        if dt.tzinfo is None:
+            return dt
+        return dt.astimezone(self.tzinfo).replace(tzinfo=None)
+
+    def is_in_service(self, local_dt: datetime) -> bool:
+        """Whether the hall serves at this moment (off-post rules apply).
+
+        Args:
+            local_dt: Naive hall-local time, or an aware time (converted to the hall's
+                timezone).
+
+        Returns:
+            True on an open day (weekday or make-up day, not a closed date), between open
+            and close, and not in a lunch break the hall closes for.
+        """
+        return self.service_hours.is_in_service(self.local_time(local_dt))
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        """The camera with this id.
+
+        Raises:
+            KeyError: No such camera.
+        """
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+    def post(self, post_id: str) -> PostConfig:
+        """The post with this id.
+
+        Raises:
+            KeyError: No such post.
+        """
+        for post in self.posts:
+            if post.id == post_id:
+                return post
+        raise KeyError(post_id)
+
+    def posts_for_camera(self, camera_id: str) -> list[PostConfig]:
+        """The posts seen by one camera, in file order."""
+        return [p for p in self.posts if p.camera == camera_id]
+
+    def off_post_after_s_for(self, post: PostConfig | str) -> float:
+        """The off-post threshold of a post: its override, else the hall's."""
+        p = self.post(post) if isinstance(post, str) else post
+        override = p.off_post_after_s
+        return override if override is not None else self.thresholds.off_post_after_s
