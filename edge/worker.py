@@ -117,6 +117,7 @@ class EdgeWorker:
                 keyframes_only=cam.keyframes_only,
                 stale_after_s=cam.stale_after_s,
                 max_backoff_s=cam.max_backoff_s,
+                start=False,
             )
             for cam in config.cameras
         }
@@ -141,7 +142,12 @@ class EdgeWorker:
         )
 
     def stop(self) -> None:
-        """Stop everything; unpublished facts stay in the outbox for the next start."""
+        """Stop everything; unpublished facts stay in the outbox for the next start.
+
+        Stopping twice is harmless.
+        """
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=10)
         for watchdog in self.watchdogs.values():

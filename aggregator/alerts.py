@@ -1,0 +1,82 @@
+"""Where opened and resolved alerts go: the :class:`AlertSink` protocol and helpers.
+
+Implementations: :class:`aggregator.mqtt_ingest.MqttAlertPublisher` (the hall's alerts
+topic, for hall managers), :class:`BusAlertSink` (the live dashboard), and
+:class:`FanoutSink` to send to several. Later issues add SMS and rate limits here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from aggregator.bus import LiveBus, LiveEvent
+from aggregator.store.state import Alert
+from hallwatch.contract import AlertKind, AlertMessage, AlertState, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Receives every alert when it opens and again (same id) when it resolves."""
+
+    def publish(self, alert: AlertMessage) -> None:
+        """Deliver one alert message; must not block for long."""
+        ...
+
+
+def alert_message(row: Alert) -> AlertMessage:
+    """The wire form of a stored alert."""
+    return AlertMessage(
+        id=row.id,
+        hall=row.hall,
+        kind=AlertKind(row.kind),
+        state=AlertState(row.state),
+        post=row.post,
+        window=row.window,
+        start=row.start,
+        end=row.end,
+        message=row.message,
+        ts=utcnow(),
+    )
+
+
+class BusAlertSink:
+    """Sends alerts to the live bus as ``alert`` events."""
+
+    def __init__(self, bus: LiveBus) -> None:
+        self.bus = bus
+
+    def publish(self, alert: AlertMessage) -> None:
+        """Publish ``event: alert`` with the alert's JSON."""
+        data = alert.model_dump(mode="json", by_alias=True)
+        data.pop("hall", None)
+        self.bus.publish(LiveEvent("alert", alert.hall, data))
+
+
+class FanoutSink:
+    """Sends each alert to several sinks; one failing sink does not stop the others."""
+
+    def __init__(self, sinks: Iterable[AlertSink]) -> None:
+        self.sinks = list(sinks)
+
+    def publish(self, alert: AlertMessage) -> None:
+        """Publish to every sink, logging (not raising) failures."""
+        for sink in self.sinks:
+            try:
+                sink.publish(alert)
+            except Exception:
+                logger.exception("alert sink %s failed for alert %s", type(sink).__name__, alert.id)
+
+
+class ListSink:
+    """Collects alerts in a list (tests, dry runs)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[AlertMessage] = []
+
+    def publish(self, alert: AlertMessage) -> None:
+        """Append the alert."""
+        self.alerts.append(alert)

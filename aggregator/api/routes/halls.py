@@ -1,0 +1,84 @@
+"""Halls and their posts, with live state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from aggregator.api.deps import HallDep, HallsDep, StateDep
+from aggregator.api.models import EdgeOut, HallCounts, HallOut, PostOut
+from aggregator.store.state import StateStore
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import AlertKind, DeviceState, PostState, utcnow
+
+router = APIRouter(prefix="/halls", tags=["halls"])
+
+
+def _hall_out(hall: HallConfig, state: StateStore) -> HallOut:
+    hid = hall.hall.id
+    edges = [
+        EdgeOut(source=e.source, state=DeviceState(e.state), ts=e.ts)
+        for e in state.edge_statuses(hid)
+    ]
+    posts = {p.id for p in hall.posts}
+    statuses = [s for s in state.post_statuses(hid) if s.post in posts]
+    offline = sum(1 for d in state.device_statuses(hid) if d.state == DeviceState.OFFLINE.value)
+    on = sum(1 for s in statuses if s.state == PostState.ON_POST.value)
+    off = sum(1 for s in statuses if s.state == PostState.OFF_POST.value)
+    return HallOut(
+        id=hid,
+        name=hall.hall.name,
+        timezone=hall.hall.timezone,
+        in_service=hall.is_in_service(utcnow()),
+        edge_online=all(e.state is DeviceState.ONLINE for e in edges) if edges else None,
+        edges=edges,
+        counts=HallCounts(
+            posts=len(hall.posts),
+            on_post=on,
+            off_post=off,
+            unknown=len(hall.posts) - on - off,
+            cameras_offline=offline,
+            open_alerts=len(state.open_alerts(hid)),
+        ),
+    )
+
+
+@router.get("", response_model=list[HallOut], summary="Halls with live summary")
+def list_halls(halls: HallsDep, state: StateDep) -> list[HallOut]:
+    """Every hall the caller may see: edge status, whether it serves now, post counts."""
+    return [_hall_out(h, state) for h in halls.values()]
+
+
+@router.get("/{hall}", response_model=HallOut, summary="One hall")
+def get_hall(hall: HallDep, state: StateDep) -> HallOut:
+    """One hall's live summary."""
+    return _hall_out(hall, state)
+
+
+@router.get("/{hall}/posts", response_model=list[PostOut], summary="A hall's posts, live")
+def list_posts(hall: HallDep, state: StateDep) -> list[PostOut]:
+    """The hall's configured posts, in file order, each with its live state (在岗/离岗),
+    since when, and whether its camera is online."""
+    hid = hall.hall.id
+    statuses = {s.post: s for s in state.post_statuses(hid)}
+    devices = {d.device: d for d in state.device_statuses(hid)}
+    alerts = {a.post: a.id for a in state.open_alerts(hid) if a.kind == AlertKind.OFF_POST.value}
+    out = []
+    for post in hall.posts:
+        status = statuses.get(post.id)
+        device = devices.get(post.camera)
+        out.append(
+            PostOut(
+                id=post.id,
+                name=post.name,
+                kind=post.kind.value,
+                window=post.window,
+                camera=post.camera,
+                state=PostState(status.state) if status else None,
+                since=status.since if status else None,
+                last_report=status.last_fact_ts if status else None,
+                camera_online=(device.state == DeviceState.ONLINE.value) if device else None,
+                off_post_after_s=hall.off_post_after_s_for(post),
+                open_alert=alerts.get(post.id),
+            )
+        )
+    return out

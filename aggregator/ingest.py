@@ -1,0 +1,350 @@
+"""Ingest: validate one MQTT message, drop duplicates, store it, update state, notify.
+
+:meth:`Ingestor.handle` is called by the MQTT worker thread for every message, in order.
+It never raises for a bad message: a malformed one (not JSON, wrong schema version,
+unknown kind, failed validation, topic and payload disagreeing, unknown hall) is counted
+and kept in the dead-letter table with the reason, and ingest goes on. It raises only for
+infrastructure failures (the database is down), so the caller can retry without
+acknowledging the message.
+
+One fact = one transaction: the dedup ledger row (``SeenFact``; a duplicate id fails
+its primary key, atomically, across replicas), the time-series points (idempotent by id)
+and the state update commit together; live events and alerts go out after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import StrEnum
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from aggregator.bus import LiveBus, LiveEvent
+from aggregator.rules.off_post import OffPostRule, PostSnapshot
+from aggregator.store.state import DeviceStatus, EdgeStatusRow, PostStatus, SeenFact, StateStore
+from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import (
+    AlertMessage,
+    ContractError,
+    DeviceFact,
+    PresenceFact,
+    StatsFact,
+    hall_of_topic,
+    parse_edge_status,
+    parse_fact,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = Counter("hallwatch_ingest_messages", "MQTT messages ingested, by outcome.", ["outcome"])
+REJECTED = Counter(
+    "hallwatch_ingest_rejected", "Messages dead-lettered, by reason category.", ["reason"]
+)
+LATENCY = Histogram(
+    "hallwatch_ingest_latency_seconds",
+    "Time to ingest one message (validate, dedup, store, update state).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LAG = Histogram(
+    "hallwatch_fact_lag_seconds",
+    "From a fact's observation time to its ingest (replays after outages show here).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+
+
+class IngestOutcome(StrEnum):
+    """What became of one message."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class _RejectError(Exception):
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
+        self.reason = reason
+
+
+class _DuplicateError(Exception):
+    pass
+
+
+Fact = PresenceFact | DeviceFact | StatsFact
+
+_REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
+"""Envelope fields the contract defaults but every received fact must carry."""
+
+
+class Ingestor:
+    """Turns MQTT messages into stored facts, state and notifications.
+
+    Args:
+        state: The state database.
+        series: The time-series store.
+        halls: Hall configurations by hall id; facts of other halls are dead-lettered.
+        bus: Live bus for presence/device/edge events (None: no live events).
+        rule: The off-post rule, told about presence and observation changes and
+            evaluated after each presence change (None: no rules).
+        clock: Source of "now" (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        state: StateStore,
+        series: TimeSeriesStore,
+        halls: Mapping[str, HallConfig],
+        bus: LiveBus | None = None,
+        *,
+        rule: OffPostRule | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.state = state
+        self.series = series
+        self.halls = halls
+        self.bus = bus
+        self.rule = rule
+        self.clock = clock
+
+    def handle(self, topic: str, payload: bytes) -> IngestOutcome:
+        """Ingest one message.
+
+        Args:
+            topic: The MQTT topic it arrived on.
+            payload: Its raw payload.
+
+        Returns:
+            stored, duplicate or dead_lettered.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database failed (the message is neither
+                stored nor dead-lettered; retry it).
+        """
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._handle(topic, payload)
+            outcome = result.value
+            return result
+        finally:
+            LATENCY.observe(time.perf_counter() - started)
+            MESSAGES.labels(outcome).inc()
+
+    def dead_letter(self, topic: str, payload: bytes, reason: str, category: str) -> None:
+        """Keep a message that cannot be ingested, with the reason, and count it."""
+        REJECTED.labels(category).inc()
+        logger.warning(
+            "dead-lettering message on %s (%d bytes): %s", topic, len(payload), reason[:300]
+        )
+        self.state.dead_letter(topic, payload, reason)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _handle(self, topic: str, payload: bytes) -> IngestOutcome:
+        try:
+            parts = topic.split("/")
+            hall = hall_of_topic(topic)
+            if hall is None or len(parts) != 5:
+                raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
+            if hall not in self.halls:
+                raise _RejectError("unknown_hall", f"unknown hall {hall!r} (not configured)")
+            if parts[3:] == ["edge", "status"]:
+                return self._edge_status(hall, payload)
+            if parts[3] != "facts":
+                raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
+            try:
+                fact = parse_fact(payload)
+            except ContractError as exc:
+                raise _RejectError("invalid", f"invalid fact: {exc}") from exc
+            missing = _REQUIRED_ON_WIRE - fact.model_fields_set
+            if missing:
+                # The contract fills these with defaults (for senders); a receiver must
+                # not: a made-up id defeats dedup, a made-up ts misdates the fact.
+                names = ", ".join(sorted(m.replace("schema_version", "schema") for m in missing))
+                raise _RejectError("invalid", f"invalid fact: missing {names}")
+            if fact.hall != hall:
+                raise _RejectError(
+                    "topic_mismatch", f"payload hall {fact.hall!r} != topic hall {hall!r}"
+                )
+            if fact.kind.value != parts[4]:
+                raise _RejectError(
+                    "topic_mismatch", f"payload kind {fact.kind.value!r} != topic kind {parts[4]!r}"
+                )
+            return self._fact(fact)
+        except _RejectError as rej:
+            self.dead_letter(topic, payload, rej.reason, rej.category)
+            return IngestOutcome.DEAD_LETTERED
+
+    def _fact(self, fact: Fact) -> IngestOutcome:
+        now = self.clock()
+        events: list[LiveEvent] = []
+        alerts: list[AlertMessage] = []
+        presence_changed = False
+        try:
+            with self.state.session() as session:
+                session.add(
+                    SeenFact(
+                        id=fact.id,
+                        hall=fact.hall,
+                        kind=fact.kind.value,
+                        ts=fact.ts,
+                        received_at=now,
+                    )
+                )
+                try:
+                    session.flush()
+                except IntegrityError as exc:
+                    raise _DuplicateError from exc
+                self.series.write(facts_to_points(fact))
+                if isinstance(fact, PresenceFact):
+                    presence_changed = self._presence(session, fact, now, events, alerts)
+                elif isinstance(fact, DeviceFact):
+                    self._device(session, fact, events)
+        except _DuplicateError:
+            logger.debug("duplicate fact %s dropped", fact.id)
+            return IngestOutcome.DUPLICATE
+        LAG.observe(max(0.0, (now - fact.ts).total_seconds()))
+        self._notify(events, alerts)
+        if presence_changed and self.rule is not None:
+            try:
+                self.rule.evaluate(now, hall=fact.hall)
+            except Exception:  # the fact is stored; the ticker evaluates again
+                logger.exception("rule evaluation after fact %s failed", fact.id)
+        return IngestOutcome.STORED
+
+    def _notify(self, events: list[LiveEvent], alerts: list[AlertMessage]) -> None:
+        if self.bus is not None:
+            for event in events:
+                self.bus.publish(event)
+        if alerts and self.rule is not None:
+            self.rule.publish(alerts)
+
+    # -- state updates (inside the fact's transaction) -----------------------------------
+
+    def _presence(
+        self,
+        session: Session,
+        fact: PresenceFact,
+        now: datetime,
+        events: list[LiveEvent],
+        alerts: list[AlertMessage],
+    ) -> bool:
+        b = fact.body
+        row = session.get(PostStatus, (fact.hall, b.post))
+        before: PostSnapshot | None = None
+        if row is None:
+            row = PostStatus(
+                hall=fact.hall, post=b.post, camera=b.camera, window=b.window,
+                source=fact.source, state=b.state.value, since=b.since,
+                last_fact_ts=fact.ts, updated_at=now, clock_banked_s=0.0, clock_from=None,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+        else:
+            if fact.ts < row.last_fact_ts:
+                logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
+                return False
+            before = PostSnapshot.of(row)
+            row.camera, row.source = b.camera, fact.source
+            row.window = b.window if b.window is not None else row.window
+            row.last_fact_ts, row.updated_at = fact.ts, now
+            if row.state == b.state.value:
+                return False  # same state (summary or repeat): ``since`` stands
+            row.state, row.since = b.state.value, b.since
+        if self.rule is not None:
+            alerts.extend(self.rule.on_presence_change(session, row, before, now))
+        events.append(
+            LiveEvent(
+                "presence",
+                fact.hall,
+                {
+                    "post": row.post,
+                    "camera": row.camera,
+                    "window": row.window,
+                    "state": row.state,
+                    "since": row.since.isoformat(),
+                },
+            )
+        )
+        return True
+
+    def _device(self, session: Session, fact: DeviceFact, events: list[LiveEvent]) -> None:
+        d = fact.body
+        row = session.get(DeviceStatus, (fact.hall, d.device))
+        if row is None:
+            row = DeviceStatus(
+                hall=fact.hall, device=d.device, kind=d.device_kind.value, source=fact.source,
+                state=d.state.value, since=fact.ts, reason=d.reason, last_fact_ts=fact.ts,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+        else:
+            if fact.ts < row.last_fact_ts:
+                return
+            row.kind, row.source, row.reason = d.device_kind.value, fact.source, d.reason
+            row.last_fact_ts = fact.ts
+            if row.state == d.state.value:
+                return
+            row.state, row.since = d.state.value, fact.ts
+        if self.rule is not None:
+            self.rule.on_observation_change(session, fact.hall, fact.ts)
+        events.append(
+            LiveEvent(
+                "device",
+                fact.hall,
+                {
+                    "device": row.device,
+                    "kind": row.kind,
+                    "state": row.state,
+                    "since": row.since.isoformat(),
+                    "reason": row.reason,
+                },
+            )
+        )
+
+    def _edge_status(self, hall: str, payload: bytes) -> IngestOutcome:
+        try:
+            status = parse_edge_status(payload)
+        except ContractError as exc:
+            raise _RejectError("invalid", f"invalid edge status: {exc}") from exc
+        if status.hall != hall:
+            raise _RejectError(
+                "topic_mismatch", f"payload hall {status.hall!r} != topic hall {hall!r}"
+            )
+        now = self.clock()
+        changed = False
+        with self.state.session() as session:
+            row = session.get(EdgeStatusRow, (hall, status.source))
+            if row is None:
+                row = EdgeStatusRow(hall=hall, source=status.source, state=status.state.value,
+                                    ts=status.ts)  # fmt: skip
+                session.add(row)
+                session.flush()
+                changed = True
+            else:
+                # Arrival order, not ``ts``: an edge's will is built (and dated) at connect.
+                changed = row.state != status.state.value
+                row.state, row.ts = status.state.value, status.ts
+            if changed and self.rule is not None:
+                self.rule.on_observation_change(session, hall, now)
+        if changed and self.bus is not None:
+            self.bus.publish(
+                LiveEvent(
+                    "edge",
+                    hall,
+                    {
+                        "source": status.source,
+                        "state": status.state.value,
+                        "ts": status.ts.isoformat(),
+                    },
+                )
+            )
+        return IngestOutcome.STORED

@@ -1,0 +1,238 @@
+"""The aggregator process, wired: stores, ingest, MQTT, the rule ticker and the HTTP API.
+
+:class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
+Everything runs in background threads of the calling process, so the demo can run an
+edge worker, an embedded broker and the aggregator side by side.
+
+Example:
+    >>> from aggregator.settings import AggregatorSettings
+    >>> service = AggregatorService.from_settings(AggregatorSettings(
+    ...     halls=["deploy/examples/hall.yaml"], http_port=0))  # doctest: +SKIP
+    >>> service.start(); print(service.url); service.stop()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from aggregator.alerts import BusAlertSink, FanoutSink
+from aggregator.api.deps import ApiServices
+from aggregator.api.main import create_app
+from aggregator.bus import LiveBus
+from aggregator.ingest import Ingestor
+from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
+from aggregator.rules.off_post import OffPostRule
+from aggregator.settings import AggregatorSettings
+from aggregator.store.state import StateStore
+from aggregator.store.timeseries import SqliteTimeSeriesStore, TimeSeriesStore
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
+    """Load hall configs by id (camera URLs' ``${VAR}`` need not be set: unused here).
+
+    Raises:
+        hallwatch.config.ConfigError: A file is invalid.
+        ValueError: Two files describe the same hall.
+    """
+    from hallwatch.config import load_hall_config
+
+    halls: dict[str, HallConfig] = {}
+    for path in paths:
+        config = load_hall_config(str(path), require_env=False)
+        if config.hall.id in halls:
+            raise ValueError(f"hall {config.hall.id!r} is configured twice (in {path})")
+        halls[config.hall.id] = config
+    return halls
+
+
+class AggregatorService:
+    """One aggregator replica.
+
+    Args:
+        settings: Process settings.
+        halls: Hall configurations by id.
+        state: State store (default: from ``settings.database_url``).
+        series: Time-series store (default: SQLite at ``settings.resolved_series_path()``).
+        mqtt: Whether to connect to the broker (False: API and rules only).
+        clock: Source of "now" for ingest and the rule ticker.
+    """
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        halls: Mapping[str, HallConfig],
+        *,
+        state: StateStore | None = None,
+        series: TimeSeriesStore | None = None,
+        mqtt: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.halls = dict(halls)
+        self.clock = clock
+        self.state = state or StateStore(settings.database_url)
+        self.series = series or SqliteTimeSeriesStore(settings.resolved_series_path())
+        self.bus = LiveBus()
+        self.sink = FanoutSink([BusAlertSink(self.bus)])
+        self.rule = OffPostRule(self.state, self.halls, self.sink)
+        self.ingestor = Ingestor(
+            self.state, self.series, self.halls, self.bus, rule=self.rule, clock=clock
+        )
+        self.mqtt: MqttIngest | None = None
+        mqtt_connected: Callable[[], bool] | None = None
+        if mqtt:
+            client = self.mqtt = MqttIngest(settings, self.ingestor)
+            self.sink.sinks.append(MqttAlertPublisher(client.client))
+            mqtt_connected = lambda: client.connected  # noqa: E731
+        self.app = create_app(
+            ApiServices(
+                state=self.state,
+                halls=self.halls,
+                bus=self.bus,
+                mqtt_connected=mqtt_connected,
+                sse_heartbeat_s=settings.sse_heartbeat_s,
+            )
+        )
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._url: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: AggregatorSettings,
+        *,
+        halls: Mapping[str, HallConfig] | None = None,
+        mqtt: bool = True,
+    ) -> AggregatorService:
+        """Build a service, loading ``settings.halls`` unless ``halls`` is given."""
+        if halls is None:
+            halls = load_halls(settings.halls)
+        if not halls:
+            logger.warning("no halls configured: every fact will be dead-lettered")
+        return cls(settings, halls, mqtt=mqtt)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API (valid once bound, i.e. after :meth:`start`)."""
+        if self._url is None:
+            raise RuntimeError("the service is not started")
+        return self._url
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Create tables, connect MQTT, start the rule ticker and the HTTP server.
+
+        Raises:
+            RuntimeError: The HTTP server did not start within ``timeout`` seconds.
+            OSError: The HTTP port could not be bound.
+        """
+        logger.info(
+            "aggregator starting: database %s, %d hall(s)",
+            self.state.safe_url(),
+            len(self.halls),
+        )
+        self.state.create_all()
+        self._stop.clear()
+        if self.mqtt is not None:
+            self.mqtt.start()
+        self._ticker = threading.Thread(target=self._tick, name="hallwatch-rules", daemon=True)
+        self._ticker.start()
+        self._start_http(timeout)
+        logger.info("aggregator API at %s", self.url)
+
+    def _start_http(self, timeout: float) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.settings.http_host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.http_host, self.settings.http_port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
+        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        server = self._server
+        self._server_thread = threading.Thread(
+            target=lambda: server.run(sockets=[sock]), name="hallwatch-http", daemon=True
+        )
+        self._server_thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started and self._server_thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if not server.started:
+            raise RuntimeError("the HTTP server did not start")
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Start, block until ``stop`` is set (e.g. by a signal handler), then stop."""
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    def wait_mqtt_connected(self, timeout: float) -> bool:
+        """Block until the MQTT client is connected and subscribed (True) or timeout."""
+        return self.mqtt.wait_connected(timeout) if self.mqtt else False
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.settings.rule_tick_s):
+            try:
+                self.rule.evaluate(self.clock())
+            except Exception:
+                logger.exception("rule evaluation failed; retrying at the next tick")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop everything (idempotent). Unacknowledged facts stay with the broker."""
+        self._stop.set()
+        self.bus.close()  # ends SSE streams, so the HTTP server can shut down
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(timeout)
+            self._server_thread = None
+        if self._ticker is not None:
+            self._ticker.join(timeout)
+            self._ticker = None
+        if self.mqtt is not None:
+            self.mqtt.stop(timeout)
+        if self._socket is not None:
+            self._socket.close()
+        self.series.close()
+        self.state.dispose()
+        logger.info("aggregator stopped")
+
+    def __enter__(self) -> AggregatorService:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

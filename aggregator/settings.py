@@ -1,0 +1,118 @@
+"""Aggregator settings, from the environment (prefix ``HALLWATCH_``) or keyword arguments.
+
+Example:
+    >>> s = AggregatorSettings(halls=["deploy/examples/hall.yaml"], http_port=0)
+    >>> s.http_host, s.share_group is None
+    ('127.0.0.1', True)
+
+``HALLWATCH_HALLS`` accepts a JSON list or a comma-separated list of YAML paths.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+def _default_client_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"hallwatch-aggregator-{host or 'local'}"[:64]
+
+
+class AggregatorSettings(BaseSettings):
+    """Everything the aggregator process needs to start.
+
+    Secrets have no defaults: set ``HALLWATCH_MQTT_PASSWORD`` in the environment (it is a
+    ``SecretStr`` and never appears in a repr or a log).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HALLWATCH_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/hallwatch.sqlite",
+        repr=False,  # may hold a password; log safe_database_url()
+        description="SQLAlchemy URL of the state database (alerts, post state, ledger).",
+    )
+    series_path: Path | None = Field(
+        default=None,
+        description="SQLite file of the embedded time-series store; None: next to a SQLite "
+        "state database (``<name>-series.sqlite``), else var/hallwatch-series.sqlite.",
+    )
+    halls: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Hall configuration YAML files."
+    )
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host.")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port.")
+    mqtt_username: str | None = Field(default=None, description="MQTT user name.")
+    mqtt_password: SecretStr | None = Field(default=None, description="MQTT password.")
+    mqtt_tls: bool = Field(default=False, description="Connect with TLS.")
+    mqtt_ca_file: Path | None = Field(
+        default=None, description="CA bundle for TLS; None: the system store."
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version. Use 3.1.1 for brokers that speak only that "
+        "(amqtt, the demo's embedded broker).",
+    )
+    mqtt_client_id: str = Field(
+        default_factory=_default_client_id,
+        min_length=1,
+        max_length=128,
+        description="MQTT client id; fixed, so the persistent session survives restarts. "
+        "Each replica needs its own.",
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="MQTT 5 session expiry: how long the broker keeps queued facts for an "
+        "aggregator that is down.",
+    )
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive.")
+    share_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="MQTT 5 shared-subscription group (replicas split the facts); None: a "
+        "plain subscription (every replica gets every fact).",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Port; 0 picks a free one.")
+    rule_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="Period of the supervision rules' evaluation."
+    )
+    sse_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="Heartbeat comment period on /api/v1/live."
+    )
+
+    @field_validator("halls", mode="before")
+    @classmethod
+    def _split_halls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    def resolved_series_path(self) -> Path | str:
+        """Where the embedded time-series store lives (``":memory:"`` for in-memory DBs)."""
+        if self.series_path is not None:
+            return self.series_path
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            db = url.database
+            if not db or db == ":memory:":
+                return ":memory:"
+            path = Path(db)
+            return path.with_name(f"{path.stem}-series{path.suffix or '.sqlite'}")
+        return Path("var/hallwatch-series.sqlite")
+
+    def safe_database_url(self) -> str:
+        """The database URL with any password masked, for logs."""
+        return make_url(self.database_url).render_as_string(hide_password=True)

@@ -1,0 +1,403 @@
+"""Events and state: SQLAlchemy 2 models and the :class:`StateStore`.
+
+Everything a replica needs lives here, not in memory: the dedup ledger of fact ids, the
+live state of posts, devices and edges, alerts, and the dead letters. SQLite by default
+(WAL, ``BEGIN IMMEDIATE`` for writes), PostgreSQL in production. ``Base.metadata`` is
+what an Alembic ``env.py`` targets; :meth:`StateStore.create_all` is the embedded shortcut.
+
+All datetimes are timezone-aware UTC in Python; SQLite stores them as naive UTC text
+(:class:`UTCDateTime` restores the zone).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from hallwatch.contract import AlertState, utcnow
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_MAX_PAYLOAD = 64 * 1024
+"""Dead-lettered payloads are truncated to this many bytes."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so Alembic migrations can alter them."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base; ``Base.metadata`` is the schema (Alembic's target)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class SeenFact(Base):
+    """The dedup ledger: one row per fact id ever ingested."""
+
+    __tablename__ = "seen_facts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hall: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+
+class PostStatus(Base):
+    """Live state of one post (在岗 / 离岗), from presence facts.
+
+    ``clock_banked_s`` and ``clock_from`` are the off-post clock of the current absence:
+    in-service seconds already counted while its camera was seen, and the moment counting
+    resumed (None while the camera or its edge is offline: the clock is paused).
+    """
+
+    __tablename__ = "post_status"
+
+    hall: Mapped[str] = mapped_column(String(64), primary_key=True)
+    post: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime]
+    last_fact_ts: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    clock_banked_s: Mapped[float] = mapped_column(Float, default=0.0)
+    clock_from: Mapped[datetime | None]
+
+
+class DeviceStatus(Base):
+    """Live state of one device (cameras for now), from device facts."""
+
+    __tablename__ = "device_status"
+
+    hall: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    last_fact_ts: Mapped[datetime]
+
+
+class EdgeStatusRow(Base):
+    """Last ``online``/``offline`` status of one edge worker (its retained message)."""
+
+    __tablename__ = "edge_status"
+
+    hall: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[datetime]
+
+
+class Alert(Base):
+    """An alert (离岗告警 …). At most one open alert per hall, post and kind."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "alerts_one_open_per_post",
+            "hall",
+            "post",
+            "kind",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        Index("alerts_by_hall_start", "hall", "start"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hall: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    post: Mapped[str | None] = mapped_column(String(64))
+    window: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    start: Mapped[datetime]
+    end: Mapped[datetime | None]
+    opened_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    message: Mapped[str] = mapped_column(String(500), default="")
+
+
+class DeadLetter(Base):
+    """A message that could not be ingested, with the reason."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime]
+    topic: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+def _is_sqlite_memory(url: str) -> bool:
+    u = make_url(url)
+    return u.get_backend_name() == "sqlite" and (not u.database or u.database == ":memory:")
+
+
+_READ_ONLY = "hallwatch_read_only"
+
+
+class _ReentrantTurns:
+    """A reusable context manager over an ``RLock``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+class StateStore:
+    """The state database: engine, sessions and the queries the API needs.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///var/hallwatch.sqlite`` or
+            ``postgresql+psycopg://…``. A SQLite file's folder is created.
+        echo: Log SQL.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        kwargs: dict[str, Any] = {"echo": echo}
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # An in-memory SQLite database is one connection shared by every thread
+        # (StaticPool): transactions must take turns.
+        self._turns: AbstractContextManager[Any] = nullcontext()
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if _is_sqlite_memory(url):
+                kwargs["poolclass"] = StaticPool
+                self._turns = _ReentrantTurns()
+            elif parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._sqlite_setup(self.engine, wal=not _is_sqlite_memory(url))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
+
+    @staticmethod
+    def _sqlite_setup(engine: Engine, *, wal: bool) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if wal:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Writers take the write lock up front: no deadlock upgrading a read lock.
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    def safe_url(self) -> str:
+        """The URL with its password masked, for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def create_all(self) -> None:
+        """Create missing tables (the embedded default; production runs migrations)."""
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: committed on success, rolled back on an exception."""
+        with self._turns, self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only transaction (does not take SQLite's write lock)."""
+        with self._turns, self._read_sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database is unreachable.
+        """
+        with self.read_session() as session:
+            session.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    # -- writes used outside a fact's transaction ---------------------------------------
+
+    def dead_letter(self, topic: str, payload: bytes, reason: str) -> int:
+        """Keep an undeliverable message; returns its dead-letter id."""
+        row = DeadLetter(
+            received_at=utcnow(),
+            topic=topic[:512],
+            payload=bytes(payload[:DEAD_LETTER_MAX_PAYLOAD]),
+            payload_size=len(payload),
+            reason=reason[:4000],
+        )
+        with self.session() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    # -- reads --------------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Newest dead letters first."""
+        with self.read_session() as session:
+            stmt = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+            return list(session.scalars(stmt))
+
+    def seen_count(self, hall: str | None = None) -> int:
+        """How many distinct facts were ingested (of one hall, or all)."""
+        stmt = select(func.count()).select_from(SeenFact)
+        if hall is not None:
+            stmt = stmt.where(SeenFact.hall == hall)
+        with self.read_session() as session:
+            return int(session.scalar(stmt) or 0)
+
+    def post_statuses(self, hall: str) -> list[PostStatus]:
+        """Live state of a hall's posts that have reported."""
+        with self.read_session() as session:
+            return list(session.scalars(select(PostStatus).where(PostStatus.hall == hall)))
+
+    def device_statuses(self, hall: str) -> list[DeviceStatus]:
+        """Live state of a hall's devices that have reported."""
+        with self.read_session() as session:
+            return list(session.scalars(select(DeviceStatus).where(DeviceStatus.hall == hall)))
+
+    def edge_statuses(self, hall: str) -> list[EdgeStatusRow]:
+        """Last status of each edge worker of a hall."""
+        with self.read_session() as session:
+            stmt = select(EdgeStatusRow).where(EdgeStatusRow.hall == hall)
+            return list(session.scalars(stmt))
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        """One alert by id."""
+        with self.read_session() as session:
+            return session.get(Alert, alert_id)
+
+    def open_alerts(self, hall: str | None = None) -> list[Alert]:
+        """Open alerts, oldest first."""
+        stmt = select(Alert).where(Alert.state == AlertState.OPEN.value)
+        if hall is not None:
+            stmt = stmt.where(Alert.hall == hall)
+        with self.read_session() as session:
+            return list(session.scalars(stmt.order_by(Alert.start)))
+
+    def list_alerts(
+        self,
+        *,
+        hall: str | None = None,
+        halls: Collection[str] | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+        post: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Alert], int]:
+        """Alerts matching the filters, newest (by start) first, and the total count.
+
+        ``since``/``until`` bound the alert's start: ``since <= start < until``; ``halls``
+        restricts to the halls a caller may see.
+        """
+        conds = []
+        if hall is not None:
+            conds.append(Alert.hall == hall)
+        if halls is not None:
+            conds.append(Alert.hall.in_(list(halls)))
+        if kind is not None:
+            conds.append(Alert.kind == kind)
+        if state is not None:
+            conds.append(Alert.state == state)
+        if post is not None:
+            conds.append(Alert.post == post)
+        if since is not None:
+            conds.append(Alert.start >= since)
+        if until is not None:
+            conds.append(Alert.start < until)
+        with self.read_session() as session:
+            total = session.scalar(select(func.count()).select_from(Alert).where(*conds)) or 0
+            stmt = (
+                select(Alert)
+                .where(*conds)
+                .order_by(Alert.start.desc(), Alert.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return list(session.scalars(stmt)), int(total)

@@ -1,0 +1,252 @@
+"""The time-series store: every fact as points, InfluxDB-style.
+
+A :class:`Point` is a measurement with low-cardinality tags (hall, camera, post, window,
+kind), fields and a UTC time. Its ``id`` (the fact id) is a dedup key, never a tag:
+writing the same id twice stores one point, so replayed facts are idempotent.
+
+The embedded backend is :class:`SqliteTimeSeriesStore`. A line-protocol backend (InfluxDB
+or VictoriaMetrics through ``influxdb-client``) implements the same
+:class:`TimeSeriesStore` protocol; there the id maps onto the point's timestamp and tag
+set, which the server already deduplicates.
+
+Example:
+    >>> from datetime import UTC, datetime
+    >>> store = SqliteTimeSeriesStore(":memory:")
+    >>> t = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    >>> p = Point("post_presence", {"hall": "h1", "post": "w1"}, {"on_post": 1}, t, "f1")
+    >>> store.write([p, p])
+    >>> len(store.query("post_presence", hall="h1", start=t, end=t.replace(hour=3)))
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from hallwatch.contract import DeviceFact, PostState, PresenceFact, StatsFact
+
+logger = logging.getLogger(__name__)
+
+FieldValue = float | int | str | bool
+
+MEASUREMENT_PRESENCE = "post_presence"
+MEASUREMENT_DEVICE = "device_status"
+MEASUREMENT_EDGE = "edge_pipeline"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One time-series point.
+
+    Attributes:
+        measurement: Measurement name, e.g. ``post_presence``.
+        tags: Low-cardinality indexed labels (hall, camera, post, window, kind).
+        fields: Values.
+        time: UTC time of the point.
+        id: Dedup key (the fact id): the same id written twice is one point.
+    """
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time: datetime
+    id: str = field(default="")
+
+
+@runtime_checkable
+class TimeSeriesStore(Protocol):
+    """Where facts go as time series. Implementations must be thread-safe."""
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Store points; a point whose id is already stored is ignored."""
+        ...
+
+    def query(
+        self,
+        measurement: str,
+        *,
+        hall: str,
+        start: datetime,
+        end: datetime,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Point]:
+        """Points of one measurement and hall with ``start <= time < end``, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _micros(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        raise ValueError("time-series times must be timezone-aware")
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    measurement TEXT NOT NULL,
+    id TEXT NOT NULL,
+    hall TEXT NOT NULL,
+    time_us INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (measurement, id)
+);
+CREATE INDEX IF NOT EXISTS points_by_time ON points (measurement, hall, time_us);
+"""
+
+
+class SqliteTimeSeriesStore:
+    """The embedded time-series backend: one SQLite table, WAL mode.
+
+    Args:
+        path: SQLite file (its folder is created) or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        with self._lock:
+            if str(path) != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.commit()
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Store points, ignoring ids already stored (per measurement).
+
+        Raises:
+            ValueError: A point has no id or a naive time.
+        """
+        rows = []
+        for p in points:
+            if not p.id:
+                raise ValueError(f"point of {p.measurement} has no id")
+            rows.append(
+                (
+                    p.measurement,
+                    p.id,
+                    p.tags.get("hall", ""),
+                    _micros(p.time),
+                    json.dumps(p.tags, sort_keys=True, ensure_ascii=False),
+                    json.dumps(p.fields, sort_keys=True, ensure_ascii=False),
+                )
+            )
+        if not rows:
+            return
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO points (measurement, id, hall, time_us, tags, fields)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._conn.commit()
+
+    def query(
+        self,
+        measurement: str,
+        *,
+        hall: str,
+        start: datetime,
+        end: datetime,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Point]:
+        """Points of one measurement and hall in ``[start, end)``, oldest first.
+
+        Args:
+            measurement: Measurement name.
+            hall: Hall id (the ``hall`` tag).
+            start: Inclusive lower bound (aware).
+            end: Exclusive upper bound (aware).
+            tags: Further tags every returned point must carry with these values.
+        """
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT id, time_us, tags, fields FROM points WHERE measurement = ? AND"
+                " hall = ? AND time_us >= ? AND time_us < ? ORDER BY time_us, id",
+                (measurement, hall, _micros(start), _micros(end)),
+            )
+            rows = cur.fetchall()
+        out: list[Point] = []
+        for pid, time_us, tags_json, fields_json in rows:
+            point_tags: dict[str, str] = json.loads(tags_json)
+            if tags and any(point_tags.get(k) != v for k, v in tags.items()):
+                continue
+            out.append(
+                Point(measurement, point_tags, json.loads(fields_json), _from_micros(time_us), pid)
+            )
+        return out
+
+    def count(self) -> int:
+        """Number of points stored (all measurements)."""
+        with self._lock:
+            (n,) = self._conn.execute("SELECT COUNT(*) FROM points").fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+
+def facts_to_points(fact: PresenceFact | DeviceFact | StatsFact) -> list[Point]:
+    """Map one fact onto time-series points (at the fact's observation time ``ts``).
+
+    - presence → ``post_presence`` (tags hall, camera, post[, window]; fields ``on_post``
+      0/1, ``summary``[, ``score``]);
+    - device → ``device_status`` (tags hall, device, kind; fields ``online`` 0/1, ``reason``);
+    - stats → ``edge_pipeline`` (tags hall, source; every numeric body field).
+    """
+    if isinstance(fact, PresenceFact):
+        b = fact.body
+        tags = {"hall": fact.hall, "camera": b.camera, "post": b.post}
+        if b.window is not None:
+            tags["window"] = b.window
+        fields: dict[str, FieldValue] = {
+            "on_post": int(b.state is PostState.ON_POST),
+            "summary": b.summary,
+        }
+        if b.score is not None:
+            fields["score"] = float(b.score)
+        return [Point(MEASUREMENT_PRESENCE, tags, fields, fact.ts, fact.id)]
+    if isinstance(fact, DeviceFact):
+        d = fact.body
+        return [
+            Point(
+                MEASUREMENT_DEVICE,
+                {"hall": fact.hall, "device": d.device, "kind": d.device_kind.value},
+                {"online": int(d.state.value == "online"), "reason": d.reason},
+                fact.ts,
+                fact.id,
+            )
+        ]
+    s = fact.body
+    numeric: dict[str, FieldValue] = {
+        k: v
+        for k, v in s.model_dump().items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return [
+        Point(
+            MEASUREMENT_EDGE, {"hall": fact.hall, "source": fact.source}, numeric, fact.ts, fact.id
+        )
+    ]

@@ -1,0 +1,198 @@
+// 电子监察 live page: initial state from the REST routes, updates from /api/v1/live (SSE).
+"use strict";
+
+const STATE_LABEL = { on_post: "在岗", off_post: "离岗" };
+const halls = new Map(); // hall id -> {info, posts: Map(post id -> post), el}
+const alerts = new Map(); // alert id -> alert
+
+function fmtTime(iso, tz) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return new Intl.DateTimeFormat("zh-CN", {
+    timeZone: tz || undefined, month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  }).format(d);
+}
+
+function fmtDuration(fromIso) {
+  if (!fromIso) return "";
+  const s = Math.max(0, (Date.now() - new Date(fromIso).getTime()) / 1000);
+  if (s < 60) return `${Math.floor(s)}秒`;
+  if (s < 3600) return `${Math.floor(s / 60)}分钟`;
+  return `${Math.floor(s / 3600)}小时${Math.floor((s % 3600) / 60)}分`;
+}
+
+async function getJson(url) {
+  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function tileClass(hall, post) {
+  if (post.camera_online === false || hall.info.edge_online === false) return "offline";
+  if (!post.state) return "unknown";
+  return post.state === "on_post" ? "on" : "off";
+}
+
+function renderTile(hall, post) {
+  let tile = post.el;
+  if (!tile) {
+    tile = document.createElement("div");
+    tile.className = "tile";
+    for (const cls of ["name", "state", "since"]) {
+      const div = document.createElement("div");
+      div.className = cls;
+      tile.appendChild(div);
+    }
+    post.el = tile;
+    hall.el.querySelector(".tiles").appendChild(tile);
+  }
+  const cls = tileClass(hall, post);
+  tile.className = `tile ${cls}${post.open_alert ? " alerting" : ""}`;
+  const named = !post.window || post.name.includes(post.window);
+  tile.querySelector(".name").textContent = named ? post.name : `${post.name}（${post.window}号窗口）`;
+  let label = post.state ? STATE_LABEL[post.state] : "未上报";
+  if (cls === "offline") label = `摄像头离线 · ${label}`;
+  tile.querySelector(".state").textContent = label;
+  tile.querySelector(".since").textContent = post.since
+    ? `自 ${fmtTime(post.since, hall.info.timezone)}（${fmtDuration(post.since)}）`
+    : "";
+  tile.title = `岗位 ${post.id} · 摄像头 ${post.camera}`;
+}
+
+function renderHall(hall) {
+  if (!hall.el) {
+    hall.el = document.getElementById("hall-tpl").content.firstElementChild.cloneNode(true);
+    document.getElementById("halls").appendChild(hall.el);
+  }
+  const info = hall.info;
+  hall.el.querySelector(".hall-name").textContent = info.name;
+  const edge = info.edge_online === false ? "边缘节点离线" : info.edge_online ? "边缘节点在线" : "边缘节点未上报";
+  const c = info.counts;
+  hall.el.querySelector(".hall-meta").textContent =
+    `${info.in_service ? "服务时间" : "非服务时间"} · ${edge} · 在岗 ${c.on_post} / 离岗 ${c.off_post} / 共 ${c.posts}`;
+  for (const post of hall.posts.values()) renderTile(hall, post);
+}
+
+function recount(hall) {
+  const posts = [...hall.posts.values()];
+  hall.info.counts.on_post = posts.filter((p) => p.state === "on_post").length;
+  hall.info.counts.off_post = posts.filter((p) => p.state === "off_post").length;
+}
+
+function renderAlerts() {
+  const list = document.getElementById("alerts");
+  list.replaceChildren();
+  const sorted = [...alerts.values()].sort((a, b) => (a.start < b.start ? 1 : -1)).slice(0, 100);
+  for (const a of sorted) {
+    const hall = halls.get(a.hall);
+    const tz = hall ? hall.info.timezone : undefined;
+    const post = hall && a.post ? hall.posts.get(a.post) : undefined;
+    const li = document.createElement("li");
+    li.className = a.state === "resolved" ? "resolved" : "open";
+    const title = document.createElement("div");
+    const where = post ? post.name : a.post || "";
+    title.textContent = `${a.state === "resolved" ? "【已恢复】" : "【离岗告警】"}${hall ? hall.info.name : a.hall} ${where}`;
+    const when = document.createElement("div");
+    when.className = "when";
+    when.textContent = a.end
+      ? `开始 ${fmtTime(a.start, tz)} · 结束 ${fmtTime(a.end, tz)}`
+      : `开始 ${fmtTime(a.start, tz)} · 持续 ${fmtDuration(a.start)}`;
+    const msg = document.createElement("div");
+    msg.textContent = a.message || "";
+    li.append(title, when, msg);
+    list.appendChild(li);
+  }
+  document.getElementById("no-alerts").hidden = alerts.size > 0;
+}
+
+async function loadAll() {
+  const hallList = await getJson("/api/v1/halls");
+  for (const info of hallList) {
+    const hall = halls.get(info.id) || { posts: new Map(), el: null };
+    hall.info = info;
+    halls.set(info.id, hall);
+    const posts = await getJson(`/api/v1/halls/${encodeURIComponent(info.id)}/posts`);
+    for (const p of posts) {
+      const old = hall.posts.get(p.id);
+      hall.posts.set(p.id, Object.assign(old || {}, p));
+    }
+    renderHall(hall);
+  }
+  const page = await getJson("/api/v1/alerts?limit=100");
+  alerts.clear();
+  for (const a of page.items) alerts.set(a.id, a);
+  renderAlerts();
+}
+
+function onPresence(ev) {
+  const d = JSON.parse(ev.data);
+  const hall = halls.get(d.hall);
+  const post = hall && hall.posts.get(d.post);
+  if (!post) return;
+  Object.assign(post, { state: d.state, since: d.since, window: d.window || post.window });
+  recount(hall);
+  renderHall(hall);
+}
+
+function onDevice(ev) {
+  const d = JSON.parse(ev.data);
+  const hall = halls.get(d.hall);
+  if (!hall) return;
+  for (const post of hall.posts.values()) {
+    if (post.camera === d.device) post.camera_online = d.state === "online";
+  }
+  renderHall(hall);
+}
+
+async function onEdge(ev) {
+  const d = JSON.parse(ev.data);
+  const hall = halls.get(d.hall);
+  if (!hall) return;
+  hall.info = await getJson(`/api/v1/halls/${encodeURIComponent(d.hall)}`);
+  renderHall(hall);
+}
+
+function onAlert(ev) {
+  const a = JSON.parse(ev.data);
+  alerts.set(a.id, a);
+  const hall = halls.get(a.hall);
+  const post = hall && a.post ? hall.posts.get(a.post) : undefined;
+  if (post) {
+    post.open_alert = a.state === "open" ? a.id : null;
+    renderHall(hall);
+  }
+  renderAlerts();
+}
+
+function connect() {
+  const conn = document.getElementById("conn");
+  const es = new EventSource("/api/v1/live");
+  let lost = false;
+  es.onopen = () => {
+    conn.className = "conn conn-ok";
+    conn.textContent = "实时连接正常";
+    if (lost) loadAll().catch(console.error); // catch up on what the gap missed
+    lost = false;
+  };
+  es.onerror = () => {
+    conn.className = "conn conn-lost";
+    conn.textContent = "实时连接中断，重连中…";
+    lost = true;
+  };
+  es.addEventListener("presence", onPresence);
+  es.addEventListener("device", onDevice);
+  es.addEventListener("edge", (ev) => onEdge(ev).catch(console.error));
+  es.addEventListener("alert", onAlert);
+}
+
+loadAll()
+  .catch((err) => {
+    console.error(err);
+    document.getElementById("conn").textContent = "加载失败";
+  })
+  .finally(connect);
+setInterval(() => {
+  for (const hall of halls.values()) renderHall(hall);
+  renderAlerts();
+}, 30000);

@@ -1,0 +1,296 @@
+"""The off-post (离岗) rule, table-tested over timelines.
+
+Each timeline is a list of steps run through the real ingestor (so state updates, the
+camera/edge pause and the rule hooks are exercised as in production) with a fake clock:
+
+- ``"10:00 off w1"`` / ``"10:25 on w1"``: a presence change of post w1, observed then
+  (``since`` = the step time unless ``since HH:MM`` follows);
+- ``"10:06 sum-off w1 since 10:05"``: a periodic summary;
+- ``"10:10 eval"``: the rule's periodic evaluation at that time;
+- ``"10:05 cam-off"`` / ``"10:30 cam-on"``: camera c1 went offline / online;
+- ``"10:05 edge-off"`` / ``"10:30 edge-on"``: the edge worker went offline / online.
+
+Times are Shanghai wall-clock times on Monday 2026-11-02 unless prefixed ``tue/`` etc.
+The test hall serves Mon–Fri 09:00–17:00 with lunch 12:00–13:30 and a 10-minute
+threshold; post w2 may get an override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aggregator.alerts import ListSink
+from aggregator.bus import LiveBus
+from aggregator.ingest import Ingestor, IngestOutcome
+from aggregator.rules.off_post import OffPostRule
+from aggregator.store.state import Alert, StateStore
+from aggregator.store.timeseries import SqliteTimeSeriesStore
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import (
+    AlertState,
+    DeviceBody,
+    DeviceFact,
+    DeviceKind,
+    DeviceState,
+    EdgeStatus,
+    PostState,
+    PresenceBody,
+    PresenceFact,
+    edge_status_topic,
+    encode,
+    fact_topic,
+)
+from tests.conftest import build_hall
+
+SH = ZoneInfo("Asia/Shanghai")
+DAYS = {"mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7, "sun": 8}
+HALL = "h-rule"
+SOURCE = "edge-h-rule"
+
+
+def t(text: str) -> datetime:
+    """``"10:00"`` or ``"tue/09:10"`` (Shanghai, week of 2026-11-02) → aware UTC."""
+    day, _, hhmm = text.rpartition("/")
+    parts = [int(p) for p in hhmm.split(":")]
+    second = parts[2] if len(parts) > 2 else 0
+    local = datetime(2026, 11, DAYS[day or "mon"], parts[0], parts[1], second)
+    return local.replace(tzinfo=SH).astimezone(UTC)
+
+
+class Harness:
+    """Real state store, series store, ingestor and rule, with a settable clock."""
+
+    def __init__(self, tmp_path: Path, hall: HallConfig) -> None:
+        self.state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+        self.state.create_all()
+        self.series = SqliteTimeSeriesStore(":memory:")
+        self.sink = ListSink()
+        halls = {hall.hall.id: hall}
+        self.rule = OffPostRule(self.state, halls, self.sink)
+        self.now = t("00:00")
+        self.ingestor = Ingestor(
+            self.state, self.series, halls, LiveBus(), rule=self.rule, clock=lambda: self.now
+        )
+
+    def close(self) -> None:
+        self.series.close()
+        self.state.dispose()
+
+    def _ingest(self, topic: str, payload: bytes) -> None:
+        assert self.ingestor.handle(topic, payload) is IngestOutcome.STORED
+
+    def step(self, step: str) -> None:
+        words = step.split()
+        self.now = when = t(words[0])
+        action = words[1]
+        if action == "eval":
+            self.rule.evaluate(when)
+        elif action in ("on", "off", "sum-on", "sum-off"):
+            since = t(words[words.index("since") + 1]) if "since" in words else when
+            body = PresenceBody(
+                camera="c1",
+                post=words[2],
+                state=PostState.ON_POST if action.endswith("on") else PostState.OFF_POST,
+                since=since,
+                summary=action.startswith("sum"),
+            )
+            fact = PresenceFact(hall=HALL, source=SOURCE, ts=when, body=body)
+            self._ingest(fact_topic(HALL, "presence"), encode(fact))
+        elif action in ("cam-on", "cam-off"):
+            state = DeviceState.ONLINE if action == "cam-on" else DeviceState.OFFLINE
+            dev = DeviceBody(device="c1", device_kind=DeviceKind.CAMERA, state=state)
+            fact2 = DeviceFact(hall=HALL, source=SOURCE, ts=when, body=dev)
+            self._ingest(fact_topic(HALL, "device"), encode(fact2))
+        elif action in ("edge-on", "edge-off"):
+            state = DeviceState.ONLINE if action == "edge-on" else DeviceState.OFFLINE
+            status = EdgeStatus(hall=HALL, source=SOURCE, state=state, ts=when)
+            self._ingest(edge_status_topic(HALL), encode(status))
+        else:
+            raise ValueError(step)
+
+    def alerts(self) -> list[tuple[str | None, str, str, str | None, str]]:
+        rows, _ = self.state.list_alerts(hall=HALL, limit=100)
+
+        def hm(dt: datetime | None) -> str | None:
+            if dt is None:
+                return None
+            local = dt.astimezone(SH)
+            text = local.strftime("%H:%M:%S" if local.second else "%H:%M")
+            return text if local.day == 2 else f"{list(DAYS)[local.day - 2]}/{text}"
+
+        def key(a: Alert) -> tuple[str | None, str, str, str | None, str]:
+            return (a.post, a.state, hm(a.start) or "", hm(a.end), hm(a.opened_at) or "")
+
+        return sorted((key(a) for a in rows), key=lambda k: (k[4], k[0] or ""))
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path) -> Iterator[Callable[[HallConfig], Harness]]:
+    made: list[Harness] = []
+
+    def make(hall: HallConfig) -> Harness:
+        made.append(Harness(tmp_path, hall))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+@dataclass(frozen=True)
+class Case:
+    steps: list[str]
+    expected: list[tuple[str | None, str, str, str | None, str]]
+    """(post, state, start, end, opened_at), ordered by opened_at."""
+    lunch_closed: bool = True
+    w2_override_s: float | None = None
+
+
+OPEN, RESOLVED = AlertState.OPEN.value, AlertState.RESOLVED.value
+
+CASES = {
+    "short-absence-no-alert": Case(
+        ["10:00 off w1", "10:05 eval", "10:08 on w1", "10:30 eval"],
+        [],
+    ),
+    "long-absence-alert-at-threshold-resolved-on-return": Case(
+        ["10:00 off w1", "10:09:59 eval", "10:10 eval", "10:20 eval", "10:25 on w1", "10:30 eval"],
+        [("w1", RESOLVED, "10:00", "10:25", "10:10")],
+    ),
+    "still-open": Case(
+        ["10:00 off w1", "10:15 eval"],
+        [("w1", OPEN, "10:00", None, "10:15")],
+    ),
+    "lunch-closed-does-not-count": Case(
+        ["11:55 off w1", "12:30 eval", "13:34:59 eval", "13:35 eval"],
+        [("w1", OPEN, "11:55", None, "13:35")],
+    ),
+    "lunch-open-counts": Case(
+        ["11:55 off w1", "12:04 eval", "12:05 eval"],
+        [("w1", OPEN, "11:55", None, "12:05")],
+        lunch_closed=False,
+    ),
+    "after-hours-no-alert": Case(
+        ["17:10 off w1", "18:00 eval", "23:30 eval", "tue/08:59 eval", "tue/08:00 on w1"],
+        [],
+    ),
+    "absence-spanning-service-start-clipped": Case(
+        ["08:30 off w1", "09:09:59 eval", "09:10 eval", "09:20 on w1"],
+        [("w1", RESOLVED, "09:00", "09:20", "09:10")],
+    ),
+    "absence-over-closing-continues-next-day": Case(
+        ["16:55 off w1", "17:30 eval", "tue/09:04 eval", "tue/09:05 eval"],
+        [("w1", OPEN, "16:55", None, "tue/09:05")],
+    ),
+    "closed-day-no-alert": Case(
+        ["sat/10:00 off w1", "sat/12:00 eval", "sat/16:00 eval"],
+        [],
+    ),
+    "per-post-override": Case(
+        ["10:00 off w1", "10:00 off w2", "10:01:59 eval", "10:02 eval", "10:09 eval"],
+        [("w2", OPEN, "10:00", None, "10:02")],
+        w2_override_s=120,
+    ),
+    "camera-offline-pauses": Case(
+        ["10:00 off w1", "10:05 cam-off", "10:20 eval", "10:30 cam-on", "10:34:59 eval",
+         "10:35 eval"],
+        [("w1", OPEN, "10:00", None, "10:35")],
+    ),
+    "edge-offline-pauses": Case(
+        ["10:00 edge-on", "10:00 off w1", "10:05 edge-off", "10:40 eval", "10:50 edge-on",
+         "10:54 eval", "10:55 eval"],
+        [("w1", OPEN, "10:00", None, "10:55")],
+    ),
+    "open-alert-stays-open-while-camera-offline": Case(
+        ["10:00 off w1", "10:10 eval", "10:12 cam-off", "10:30 eval"],
+        [("w1", OPEN, "10:00", None, "10:10")],
+    ),
+    "one-alert-per-absence": Case(
+        ["10:00 off w1", "10:10 eval", "10:11 eval", "10:15 on w1", "10:30 off w1",
+         "10:39 eval", "10:40 eval", "10:41 eval"],
+        [("w1", RESOLVED, "10:00", "10:15", "10:10"), ("w1", OPEN, "10:30", None, "10:40")],
+    ),
+    "summary-does-not-move-since": Case(
+        ["10:00 off w1", "10:06 sum-off w1 since 10:05", "10:10 eval"],
+        [("w1", OPEN, "10:00", None, "10:10")],
+    ),
+    "summary-disagreeing-is-a-change": Case(
+        ["10:00 off w1", "10:10 eval", "10:20 sum-on w1 since 10:18"],
+        [("w1", RESOLVED, "10:00", "10:18", "10:10")],
+    ),
+    "absence-ended-between-evaluations-recorded-resolved": Case(
+        ["10:00 off w1", "10:05 eval", "10:21 on w1 since 10:20"],
+        [("w1", RESOLVED, "10:00", "10:20", "10:21")],
+    ),
+    "late-replayed-facts": Case(
+        ["10:40 off w1 since 10:00", "10:40 on w1 since 10:20"],
+        [("w1", RESOLVED, "10:00", "10:20", "10:40")],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_timeline(harness_factory: Callable[[HallConfig], Harness], case: Case) -> None:
+    posts: list[dict[str, Any]] = [
+        {"id": "w1", "name": "1号窗口", "kind": "front_desk", "window": "1", "camera": "c1"},
+        {"id": "w2", "name": "2号窗口", "kind": "front_desk", "window": "2", "camera": "c1",
+         "off_post_after_s": case.w2_override_s},
+    ]  # fmt: skip
+    hall = build_hall(HALL, posts=posts, lunch_closed=case.lunch_closed, off_post_after_s=600)
+    h = harness_factory(hall)
+    for step in case.steps:
+        h.step(step)
+    assert h.alerts() == case.expected
+    # Every alert was published, each state once, the last message matching the DB.
+    stored = {a.id: a.state for a in h.state.list_alerts(hall=HALL)[0]}
+    sent = [(m.id, m.state.value) for m in h.sink.alerts]
+    assert len(sent) == len(set(sent))
+    assert {i: st for i, st in sent} == stored
+
+
+def test_stale_presence_fact_does_not_change_state(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 on w1")
+    # Observed before the stored state's fact, arriving after it (a replay): it is kept
+    # as a series point, but the state stands.
+    h.now = t("10:01")
+    old = PresenceFact(
+        hall=HALL,
+        source=SOURCE,
+        ts=t("09:59"),
+        body=PresenceBody(camera="c1", post="w1", state=PostState.OFF_POST, since=t("09:59")),
+    )
+    assert h.ingestor.handle(fact_topic(HALL, "presence"), encode(old)) is IngestOutcome.STORED
+    (status,) = h.state.post_statuses(HALL)
+    assert (status.state, status.since) == (PostState.ON_POST.value, t("10:00"))
+    assert h.rule.evaluate(t("11:00")) == []
+    assert len(h.series.query("post_presence", hall=HALL, start=t("09:00"), end=t("11:00"))) == 2
+
+
+def test_unconfigured_post_is_stored_but_not_judged(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 off w9")
+    h.step("11:00 eval")
+    assert h.alerts() == []
+    assert any(s.post == "w9" for s in h.state.post_statuses(HALL))
+
+
+def test_alert_message_fields(harness_factory: Callable[[HallConfig], Harness]) -> None:
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 off w1")
+    (msg,) = h.rule.evaluate(t("10:10"))
+    assert (msg.hall, msg.kind.value, msg.post, msg.window) == (HALL, "off_post", "w1", "1")
+    assert msg.start == t("10:00") and msg.end is None
+    assert "离岗" in msg.message and "1号窗口" in msg.message
+    assert h.rule.evaluate(t("10:11")) == []
