@@ -1,0 +1,466 @@
+"""The generated demo hall: a scripted service-hall video that needs no footage and no servers.
+
+The hall has one service window per post: a back wall with an LED window number above each
+window, a desk with a monitor, an office chair, partitions between windows and a wooden
+counter front. Clerks are real people cut out of packaged photos (:mod:`hallwatch.demo.people`)
+seated behind the desk, swaying a little. On the script's cue a clerk stands, walks off
+sideways behind the partition (over :data:`WALK_S` seconds) and leaves an empty chair, and
+comes back the same way.
+
+The off-post alerts a correct pipeline raises on the video are listed by
+:func:`expected_off_post`, whose docstring gives the exact timing rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hallwatch.demo.people import clerk_sprite, ease, idle_offset, paste, walk_offset
+
+#: Bump whenever the rendering changes, so cached videos are re-rendered.
+RENDERER_VERSION = "3"
+#: Seconds a clerk takes to walk out of (or back into) their post.
+WALK_S = 1.5
+#: Standard deviation of the luma sensor noise, in grey levels.
+NOISE_SIGMA = 1.5
+_NOISE_BANK = 8
+_CRF = 26
+#: The size the hall is drawn at; other script sizes are resized from it.
+CANVAS = (1280, 720)
+_TOP = 56  # ceiling band
+_DESK_Y = 470  # desk top: clerks are hidden below it
+_CHIN_Y = _DESK_Y - 120
+_PARTITION_W = 40
+_COUNTER_BOTTOM = 690
+
+
+@dataclass(frozen=True)
+class DemoPost:
+    """One clerk's post: a service window and the seat area watched for them.
+
+    Attributes:
+        id: Post id (``"w1"``...).
+        window: Window number shown on the sign (``"1"``...).
+        name: Display name of the clerk's seat.
+        polygon: Seat area in video pixels: head to desk of the seated clerk, with margin.
+    """
+
+    id: str
+    window: str
+    name: str
+    polygon: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A scripted absence: the clerk starts walking off at ``leave_s``.
+
+    Attributes:
+        post: Post id.
+        leave_s: Time the clerk stands up and starts walking off.
+        return_s: Time the clerk starts walking back, or ``None`` for not within the video.
+    """
+
+    post: str
+    leave_s: float
+    return_s: float | None
+
+
+@dataclass(frozen=True)
+class DemoScript:
+    """Everything that defines the demo video.
+
+    Attributes:
+        size: ``(width, height)`` in pixels. The hall is drawn at :data:`CANVAS` and resized
+            to this; post polygons are in the video's pixels (:func:`default_script` uses
+            :data:`CANVAS`).
+        fps: Frames per second.
+        duration_s: Video length; a looping player repeats it.
+        posts: Posts, one per service window, left to right.
+        absences: Scripted absences, times within ``[0, duration_s)``.
+    """
+
+    size: tuple[int, int]
+    fps: int
+    duration_s: float
+    posts: list[DemoPost]
+    absences: list[Absence]
+
+
+@dataclass(frozen=True)
+class HallLayout:
+    """Where things are in the drawn hall (canvas pixels).
+
+    Attributes:
+        booths: Columns ``[x0, x1)`` of each service window, between partitions.
+        seats: ``(x, y)`` of each seated clerk's anchor (body centre, chin).
+    """
+
+    booths: tuple[tuple[int, int], ...]
+    seats: tuple[tuple[int, int], ...]
+
+    def seat_polygon(self, i: int) -> list[tuple[int, int]]:
+        """Seat area of window ``i``: head to desk of the seated clerk with a margin."""
+        x, _ = self.seats[i]
+        x0, x1 = self.booths[i]
+        top, bottom = _CHIN_Y - 118, _DESK_Y + 12
+        return [
+            (max(x - 112, x0), top),
+            (min(x + 112, x1 - 1), top),
+            (min(x + 122, x1 - 1), bottom),
+            (max(x - 122, x0), bottom),
+        ]
+
+
+def hall_layout(n_posts: int) -> HallLayout:
+    """Lay out ``n_posts`` service windows side by side across the canvas."""
+    width = CANVAS[0]
+    booth_w = (width - _PARTITION_W * (n_posts + 1)) // n_posts
+    booths = []
+    for i in range(n_posts):
+        x0 = _PARTITION_W + i * (booth_w + _PARTITION_W)
+        booths.append((x0, x0 + booth_w))
+    seats = tuple(((x0 + x1) // 2 + 6, _CHIN_Y) for x0, x1 in booths)
+    return HallLayout(booths=tuple(booths), seats=seats)
+
+
+def _text(
+    img: np.ndarray,
+    text: str,
+    centre: tuple[int, int],
+    scale: float,
+    colour: tuple[int, int, int],
+    thickness: int,
+    font: int = cv2.FONT_HERSHEY_DUPLEX,
+) -> None:
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
+    org = (centre[0] - tw // 2, centre[1] + th // 2)
+    cv2.putText(img, text, org, font, scale, colour, thickness, cv2.LINE_AA)
+
+
+def draw_hall(
+    layout: HallLayout, windows: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw the empty hall.
+
+    Args:
+        layout: Where the windows are.
+        windows: Window numbers to show, one per booth.
+
+    Returns:
+        ``(background, foreground, foreground_mask)``: the layer behind the clerks (walls,
+        signs, chairs), the layer in front of them (desk, monitors, partitions, counter) and
+        where that front layer is.
+    """
+    w, h = CANVAS
+    bg = np.empty((h, w, 3), np.uint8)
+    bg[:] = (232, 226, 212)  # back wall
+    # Soft vertical shading of the wall, a skirting line and the ceiling band with lights.
+    shade = np.linspace(-10, 8, h, dtype=np.float32)[:, None, None]
+    bg = np.clip(bg.astype(np.float32) + shade, 0, 255).astype(np.uint8)
+    bg[:_TOP] = (38, 60, 92)
+    for x in range(80, w, 160):
+        cv2.rectangle(bg, (x, 6), (x + 60, 14), (250, 250, 240), -1)
+    _text(bg, "GOVERNMENT AFFAIRS SERVICE CENTER", (w // 2, 36), 0.8, (255, 255, 255), 2)
+    fg = np.zeros_like(bg)
+    fg_mask = np.zeros((h, w), np.uint8)
+
+    for window, (x0, x1), (sx, _) in zip(windows, layout.booths, layout.seats, strict=True):
+        # Back panel of the window, service notice, LED window sign.
+        cv2.rectangle(bg, (x0, 168), (x1 - 1, _DESK_Y), (200, 210, 220), -1)
+        cv2.rectangle(bg, (x0, 168), (x1 - 1, _DESK_Y), (170, 180, 192), 2)
+        cv2.rectangle(bg, (x1 - 62, 190), (x1 - 14, 252), (250, 250, 246), -1)
+        for k in range(5):
+            y = 200 + 10 * k
+            cv2.line(bg, (x1 - 56, y), (x1 - 20 - 6 * (k % 2), y), (150, 150, 160), 1)
+        cx = (x0 + x1) // 2
+        cv2.rectangle(bg, (cx - 90, 78), (cx + 90, 150), (20, 20, 24), -1)
+        cv2.rectangle(bg, (cx - 90, 78), (cx + 90, 150), (90, 90, 96), 2)
+        _text(bg, "WINDOW", (cx - 22, 114), 0.75, (255, 70, 50), 2)
+        _text(bg, window, (cx + 55, 114), 1.6, (255, 60, 40), 4)
+        # Office chair: seat back with a headrest, seen from the front.
+        cv2.rectangle(bg, (sx - 54, 360), (sx + 54, _DESK_Y), (52, 58, 74), -1, cv2.LINE_AA)
+        cv2.ellipse(bg, (sx, 362), (54, 16), 0, 180, 360, (52, 58, 74), -1, cv2.LINE_AA)
+        cv2.line(bg, (sx - 44, 356), (sx + 44, 356), (80, 88, 104), 2, cv2.LINE_AA)
+
+        # Front layer: desk top, monitor (back side), papers, evaluation pad, counter.
+        cv2.rectangle(fg, (x0, _DESK_Y), (x1, _DESK_Y + 18), (226, 224, 218), -1)
+        cv2.line(fg, (x0, _DESK_Y + 17), (x1, _DESK_Y + 17), (150, 148, 140), 2)
+        cv2.rectangle(fg, (x0 + 12, 402), (x0 + 80, 462), (40, 42, 46), -1)
+        cv2.rectangle(fg, (x0 + 12, 402), (x0 + 80, 462), (70, 72, 78), 2)
+        cv2.rectangle(fg, (x0 + 40, 462), (x0 + 52, _DESK_Y + 4), (70, 72, 78), -1)
+        cv2.rectangle(fg, (x1 - 72, 456), (x1 - 22, _DESK_Y + 2), (248, 248, 244), -1)
+        cv2.rectangle(fg, (x1 - 72, 456), (x1 - 22, _DESK_Y + 2), (180, 180, 176), 1)
+        cv2.rectangle(fg, (x0, _DESK_Y + 18), (x1, _COUNTER_BOTTOM), (156, 112, 72), -1)
+        for y in range(_DESK_Y + 60, _COUNTER_BOTTOM, 56):
+            cv2.line(fg, (x0, y), (x1, y), (138, 98, 62), 2)
+        cv2.ellipse(fg, (cx, 560), (44, 30), 0, 0, 360, (244, 240, 228), -1, cv2.LINE_AA)
+        _text(fg, window, (cx, 560), 1.2, (120, 30, 30), 3)
+        cv2.rectangle(fg, (x1 - 70, _DESK_Y + 26), (x1 - 18, _DESK_Y + 52), (30, 32, 36), -1)
+        for k, col in enumerate(((40, 200, 80), (240, 200, 40), (230, 60, 50))):
+            cv2.circle(fg, (x1 - 58 + 14 * k, _DESK_Y + 39), 4, col, -1, cv2.LINE_AA)
+        fg_mask[_DESK_Y:_COUNTER_BOTTOM, x0 : x1 + 1] = 1
+        fg_mask[402:_DESK_Y, x0 + 12 : x0 + 81] = 1
+        fg_mask[456:_DESK_Y, x1 - 72 : x1 - 21] = 1
+
+    # Partitions between windows, and the floor.
+    edges = [0] + [x1 for _, x1 in layout.booths]
+    for x in edges:
+        cv2.rectangle(fg, (x, 150), (x + _PARTITION_W - 1, _COUNTER_BOTTOM), (208, 202, 192), -1)
+        cv2.line(fg, (x + 2, 150), (x + 2, _COUNTER_BOTTOM), (226, 222, 214), 2)
+        cv2.line(
+            fg,
+            (x + _PARTITION_W - 3, 150),
+            (x + _PARTITION_W - 3, _COUNTER_BOTTOM),
+            (170, 164, 154),
+            2,
+        )
+        fg_mask[150:_COUNTER_BOTTOM, x : x + _PARTITION_W] = 1
+    fg[_COUNTER_BOTTOM:] = (176, 176, 172)
+    fg[_COUNTER_BOTTOM : _COUNTER_BOTTOM + 3] = (120, 100, 80)
+    fg_mask[_COUNTER_BOTTOM:] = 1
+    return bg, fg, fg_mask.astype(bool)
+
+
+def default_script() -> DemoScript:
+    """Return the demo's script: 4 windows, 1280x720 at 5 fps, 120 s, everyone seated at 0/120.
+
+    ``w1`` never leaves; ``w2`` is away 12 s → 50 s (off-post alert); ``w3`` is away 25 s →
+    31 s (too short for an alert); ``w4`` is away 70 s → 105 s (second alert).
+    """
+    layout = hall_layout(4)
+    names = ["Window 1 clerk", "Window 2 clerk", "Window 3 clerk", "Window 4 clerk"]
+    posts = [
+        DemoPost(id=f"w{i + 1}", window=str(i + 1), name=names[i], polygon=layout.seat_polygon(i))
+        for i in range(4)
+    ]
+    absences = [
+        Absence("w2", 12.0, 50.0),
+        Absence("w3", 25.0, 31.0),
+        Absence("w4", 70.0, 105.0),
+    ]
+    return DemoScript(size=CANVAS, fps=5, duration_s=120.0, posts=posts, absences=absences)
+
+
+def script_digest(script: DemoScript) -> str:
+    """Hash of the script and :data:`RENDERER_VERSION` (the video cache key)."""
+    blob = json.dumps({"script": asdict(script), "renderer": RENDERER_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def away_fraction(script: DemoScript, post: str, t: float) -> float:
+    """How far the clerk of ``post`` has walked off at ``t``: 0 seated, 1 gone.
+
+    Args:
+        script: The demo script.
+        post: Post id.
+        t: Seconds; taken modulo the script's duration (the video loops).
+
+    Returns:
+        A value in ``[0, 1]``; strictly between while walking.
+    """
+    t = t % script.duration_s
+    out = 0.0
+    for a in script.absences:
+        if a.post != post or t < a.leave_s:
+            continue
+        if a.return_s is None or t < a.return_s:
+            out = max(out, ease((t - a.leave_s) / WALK_S))
+        else:
+            out = max(out, 1.0 - ease((t - a.return_s) / WALK_S))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _static(
+    windows: tuple[str, ...],
+) -> tuple[HallLayout, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    layout = hall_layout(len(windows))
+    background, fg_rgb, fg_mask = draw_hall(layout, windows)
+    composed = np.where(fg_mask[..., None], fg_rgb, background)
+    return layout, background, fg_rgb, fg_mask, composed
+
+
+@lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    rng = np.random.default_rng(20240611)
+    w, h = CANVAS
+    noise = rng.normal(0.0, NOISE_SIGMA, (_NOISE_BANK, h, w, 1))
+    return np.clip(np.round(noise), -10, 10).astype(np.int16)
+
+
+def render_frame(script: DemoScript, t: float) -> np.ndarray:
+    """Render the hall at time ``t``.
+
+    Args:
+        script: The demo script.
+        t: Seconds; taken modulo ``script.duration_s``. The image depends only on
+            ``(script, t)``.
+
+    Returns:
+        RGB ``uint8`` image of shape ``(height, width, 3)`` from ``script.size``.
+    """
+    layout, background, fg_rgb, fg_mask, composed = _static(tuple(p.window for p in script.posts))
+    frame = composed.copy()
+    tm = t % script.duration_s
+    for i, post in enumerate(script.posts):
+        away = away_fraction(script, post.id, tm)
+        if away >= 1.0:
+            continue
+        spr = clerk_sprite(i)
+        dx, dy = idle_offset(i, tm, script.duration_s)
+        seat_x, chin_y = layout.seats[i]
+        booth = layout.booths[i]
+        if away > 0.0:
+            wx, wy = walk_offset(spr, away, seat_x, booth[1])
+            dx, dy = dx + wx, dy + wy
+        at = (round(seat_x + dx), round(chin_y + dy))
+        paste(frame, background, fg_rgb, fg_mask, spr, at, booth)
+    noise = _noise_bank()[round(t * script.fps) % _NOISE_BANK]
+    frame = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    if (frame.shape[1], frame.shape[0]) != tuple(script.size):
+        frame = cv2.resize(frame, tuple(script.size), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+# --- video --------------------------------------------------------------------------------
+
+
+def write_demo_video(path: Path, script: DemoScript | None = None, gop_s: float = 1.0) -> Path:
+    """Render the script to an H.264 mp4, unless an up-to-date copy is already there.
+
+    The file is re-rendered only when its sidecar ``<path>.json`` does not match the hash of
+    the script, :data:`RENDERER_VERSION`, ``gop_s`` and the encoder settings. Writing goes to
+    a temporary file that is renamed into place, so readers never see a partial video.
+
+    Args:
+        path: Where the ``.mp4`` goes (parent folders are created).
+        script: The script; :func:`default_script` if ``None``.
+        gop_s: Keyframe interval in seconds (every ``round(gop_s * fps)`` frames).
+
+    Returns:
+        ``path``.
+    """
+    import av
+
+    script = script or default_script()
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".json")
+    gop = max(1, round(gop_s * script.fps))
+    key = {"digest": script_digest(script), "gop": gop, "crf": _CRF, "codec": "libx264"}
+    if path.exists() and sidecar.exists():
+        try:
+            if json.loads(sidecar.read_text()).get("key") == key:
+                return path
+        except (OSError, ValueError):
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    started = time.perf_counter()
+    n_frames = round(script.duration_s * script.fps)
+    width, height = script.size
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=script.fps)
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.gop_size = gop
+            stream.options = {
+                "crf": str(_CRF),
+                "preset": "veryfast",
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+            }
+            for i in range(n_frames):
+                rgb = render_frame(script, i / script.fps)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = i
+                frame.time_base = Fraction(1, script.fps)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    info = {"key": key, "frames": n_frames, "render_s": round(time.perf_counter() - started, 2)}
+    sidecar.write_text(json.dumps(info, indent=1))
+    return path
+
+
+# --- expected alerts ------------------------------------------------------------------------
+
+
+def expected_off_post(
+    script: DemoScript,
+    run_s: float,
+    grace_s: float,
+    off_post_after_s: float,
+    tolerance_s: float = WALK_S + 1.0,
+) -> list[dict[str, object]]:
+    """List the off-post alerts a correct pipeline raises in a run of ``run_s`` from ``t=0``.
+
+    The video loops, so absences repeat every ``duration_s`` (loop ``k`` adds
+    ``k * duration_s``). The rule, matching the presence tracker (an absence is dated from
+    the last time somebody was seen, declared ``grace_s`` later) and the off-post rule (the
+    threshold is counted from the absence's start; the alert's ``start`` is that start)::
+
+        start_s = leave_s + WALK_S                         # clerk fully out of the post
+        opens_s = start_s + max(grace_s, off_post_after_s)  # the alert is raised
+        alert  iff  return_s > opens_s  and  opens_s <= run_s
+        end_s   = return_s + WALK_S                        # seated again; None if > run_s
+
+    An absence with ``return_s=None`` ends at the loop's end (``end_s = duration_s``), where
+    the video jumps back to everyone seated.
+
+    A real pipeline loses a walking clerk somewhere in the walk and finds them again
+    somewhere in the walk back, so its times are up to ``WALK_S`` earlier than these
+    nominal ones, plus its own look interval: compare with ``tolerance_s``. The default
+    script keeps every absence far (≥ 10 s) from the alert/no-alert boundary for the
+    demo's thresholds (grace ≈ 3 s, off-post ≈ 15 s).
+
+    Args:
+        script: The demo script.
+        run_s: Length of the run, seconds of stream time from 0.
+        grace_s: The presence tracker's absence grace.
+        off_post_after_s: The off-post threshold.
+        tolerance_s: Copied into each alert: allowed difference of a real pipeline's times.
+
+    Returns:
+        Dicts ``{"post", "start_s", "opens_s", "end_s", "tolerance_s"}`` sorted by
+        ``start_s``; ``end_s`` is ``None`` for an alert still open at ``run_s``.
+    """
+    d = script.duration_s
+    found: list[tuple[float, str, float, float | None]] = []
+    for loop in range(max(0, math.ceil(run_s / d))):
+        base = loop * d
+        for a in script.absences:
+            start = base + a.leave_s + WALK_S
+            opens = start + max(grace_s, off_post_after_s)
+            if a.return_s is None:
+                back = end = base + d
+            else:
+                back, end = base + a.return_s, base + a.return_s + WALK_S
+            if back > opens and opens <= run_s:
+                found.append((start, a.post, opens, end if end <= run_s else None))
+    return [
+        {
+            "post": post,
+            "start_s": round(start, 3),
+            "opens_s": round(opens, 3),
+            "end_s": None if end is None else round(end, 3),
+            "tolerance_s": tolerance_s,
+        }
+        for start, post, opens, end in sorted(found)
+    ]
