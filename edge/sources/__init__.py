@@ -1,0 +1,22 @@
+"""Frame sources: RTSP/file readers (PyAV), file replay, and the per-camera watchdog."""
+
+from edge.sources.av_source import (
+    LatestFrameReader,
+    ReaderStats,
+    iter_file_frames,
+    open_source,
+    scrub_url,
+)
+from edge.sources.frame import Frame
+from edge.sources.watchdog import CameraWatchdog, StatusCallback
+
+__all__ = [
+    "CameraWatchdog",
+    "Frame",
+    "LatestFrameReader",
+    "ReaderStats",
+    "StatusCallback",
+    "iter_file_frames",
+    "open_source",
+    "scrub_url",
+]
