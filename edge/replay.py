@@ -21,7 +21,7 @@ from typing import TextIO
 from edge.analysis import CameraAnalysis
 from edge.sources import iter_file_frames
 from edge.worker import detector_for
-from hallwatch.config import ConfigError, HallConfig, load_hall_config
+from hallwatch.config import ConfigError, HallConfig, read_hall_config
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """Replayed frames are stamped from the epoch, so wall time minus epoch is video time."""
@@ -57,7 +57,8 @@ def replay_facts(video: Path, config: HallConfig, camera_id: str) -> Iterator[di
 def replay_to_stdout(video: Path, config_path: Path, camera_id: str, out: TextIO = sys.stdout) -> int:
     """The ``hallwatch replay`` command: print facts as JSON lines; return the exit code."""
     try:
-        config = load_hall_config(config_path)
+        # replay opens no camera and no broker: their credentials need not be set
+        config, _warnings = read_hall_config(config_path, require_env=False)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
