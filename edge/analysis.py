@@ -69,7 +69,9 @@ class CameraAnalysis:
         self._posts = {p.id: p for p in config.posts_for_camera(camera.id)}
         self.watchers = [
             PostWatcher(
-                PostRegion(p.id, [(pt[0], pt[1]) for pt in p.polygon], (camera.width, camera.height)),
+                PostRegion(
+                    p.id, [(pt[0], pt[1]) for pt in p.polygon], (camera.width, camera.height)
+                ),
                 detector,
                 settings,
             )

@@ -54,7 +54,9 @@ def replay_facts(video: Path, config: HallConfig, camera_id: str) -> Iterator[di
             }
 
 
-def replay_to_stdout(video: Path, config_path: Path, camera_id: str, out: TextIO = sys.stdout) -> int:
+def replay_to_stdout(
+    video: Path, config_path: Path, camera_id: str, out: TextIO = sys.stdout
+) -> int:
     """The ``hallwatch replay`` command: print facts as JSON lines; return the exit code."""
     try:
         # replay opens no camera and no broker: their credentials need not be set

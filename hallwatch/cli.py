@@ -1,10 +1,10 @@
 """The ``hallwatch`` command line.
 
-    hallwatch demo [--for SECONDS]          the whole chain on embedded defaults
-    hallwatch config validate FILE...       check hall configs, pointing at the YAML line
-    hallwatch edge --config HALL.yaml       run a hall's edge worker
-    hallwatch aggregator --hall HALL.yaml   run the aggregator (API, ingest, rules)
-    hallwatch replay VIDEO --config HALL.yaml --camera CAM   facts a video would produce
+hallwatch demo [--for SECONDS]          the whole chain on embedded defaults
+hallwatch config validate FILE...       check hall configs, pointing at the YAML line
+hallwatch edge --config HALL.yaml       run a hall's edge worker
+hallwatch aggregator --hall HALL.yaml   run the aggregator (API, ingest, rules)
+hallwatch replay VIDEO --config HALL.yaml --camera CAM   facts a video would produce
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="Run camera → edge → broker → aggregator → page.")
     demo.add_argument(
-        "--for", dest="seconds", type=float, default=None,
+        "--for",
+        dest="seconds",
+        type=float,
+        default=None,
         help="Run headless this many seconds, then print the alerts as one JSON line.",
     )
     demo.add_argument("--port", type=int, default=8000, help="Web page port (0: any free).")

@@ -48,15 +48,26 @@ FACTS = [
     DeviceFact(
         hall="h1",
         source="edge-h1",
-        body=DeviceBody(device="cam1", device_kind=DeviceKind.CAMERA, state=DeviceState.OFFLINE,
-                        reason="no frame for 10 s"),
+        body=DeviceBody(
+            device="cam1",
+            device_kind=DeviceKind.CAMERA,
+            state=DeviceState.OFFLINE,
+            reason="no frame for 10 s",
+        ),
     ),
     StatsFact(
         hall="h1",
         source="edge-h1",
-        body=StatsBody(interval_s=60, cameras_online=1, cameras_total=2, frames_looked=60,
-                       crops_inferred=12, crops_skipped=228, inference_ms_mean=9.5,
-                       outbox_depth=0),
+        body=StatsBody(
+            interval_s=60,
+            cameras_online=1,
+            cameras_total=2,
+            frames_looked=60,
+            crops_inferred=12,
+            crops_skipped=228,
+            inference_ms_mean=9.5,
+            outbox_depth=0,
+        ),
     ),
 ]
 
@@ -94,7 +105,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("case", "payload", "mentions"), BAD, ids=[b[0] for b in BAD])
-def test_bad_facts_are_rejected_naming_the_problem(case: str, payload: bytes, mentions: str) -> None:
+def test_bad_facts_are_rejected_naming_the_problem(
+    case: str, payload: bytes, mentions: str
+) -> None:
     with pytest.raises(ContractError) as err:
         parse_fact(payload)
     assert mentions.lower() in str(err.value).lower()
@@ -112,8 +125,9 @@ def test_topics() -> None:
 def test_edge_status_and_alert_parse() -> None:
     status = EdgeStatus(hall="h1", source="edge-h1", state=DeviceState.ONLINE)
     assert parse_edge_status(encode(status)) == status
-    alert = AlertMessage(id=new_id(), hall="h1", kind=AlertKind.OFF_POST, state=AlertState.OPEN,
-                         post="w1", start=T0)
+    alert = AlertMessage(
+        id=new_id(), hall="h1", kind=AlertKind.OFF_POST, state=AlertState.OPEN, post="w1", start=T0
+    )
     assert parse_alert(encode(alert)) == alert
     with pytest.raises(ContractError):
         parse_alert(b"{}")

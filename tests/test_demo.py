@@ -21,9 +21,23 @@ RUN_S = 60.0
 @pytest.mark.integration
 def test_demo_for_a_minute_prints_exactly_the_expected_alerts(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "hallwatch.cli", "demo", "--for", str(RUN_S), "--port", "0",
-         "--workdir", str(tmp_path / "demo")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "hallwatch.cli",
+            "demo",
+            "--for",
+            str(RUN_S),
+            "--port",
+            "0",
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
@@ -35,7 +49,7 @@ def test_demo_for_a_minute_prints_exactly_the_expected_alerts(tmp_path: Path) ->
     ], result
     for alert, exp in zip(result["alerts"], expected, strict=True):
         assert alert["end"] is not None and exp["end_s"] is not None
-        away = (datetime.fromisoformat(alert["end"]) - datetime.fromisoformat(alert["start"]))
+        away = datetime.fromisoformat(alert["end"]) - datetime.fromisoformat(alert["start"])
         expected_away = float(exp["end_s"]) - float(exp["start_s"])  # type: ignore[arg-type]
         assert abs(away.total_seconds() - expected_away) <= float(exp["tolerance_s"])  # type: ignore[arg-type]
     # changes, summaries, the camera's online fact and the pipeline stats all arrived

@@ -148,8 +148,11 @@ def test_rtsp_camera_drop_is_reported_offline_and_reconnects(
         pytest.skip(f"GStreamer RTSP server unavailable: {why}")
     with RtspServer({"/hall": str(hall_video)}) as rtsp:
         hall = scene_hall(
-            unique_id("rtsp"), rtsp.url("/hall"), mqtt_port=mosquitto.port,
-            outbox=tmp_path / "o.sqlite", stale_after_s=6.0,
+            unique_id("rtsp"),
+            rtsp.url("/hall"),
+            mqtt_port=mosquitto.port,
+            outbox=tmp_path / "o.sqlite",
+            stale_after_s=6.0,
         )
         service = aggregator_for(hall, mosquitto.port)
         edge = EdgeWorker(hall)
@@ -157,9 +160,12 @@ def test_rtsp_camera_drop_is_reported_offline_and_reconnects(
         try:
             wait_until(lambda: _camera_state(service, hall.hall.id) == "online", 20, "online")
             wait_until(
-                lambda: any(p["state"] == "on_post" for p in _get_json(
-                    service.url + f"/api/v1/halls/{hall.hall.id}/posts")),  # type: ignore[union-attr]
-                20, "presence facts from the RTSP stream",
+                lambda: any(
+                    p["state"] == "on_post"
+                    for p in _get_json(service.url + f"/api/v1/halls/{hall.hall.id}/posts")
+                ),  # type: ignore[union-attr]
+                20,
+                "presence facts from the RTSP stream",
             )
             rtsp.stop()
             wait_until(lambda: _camera_state(service, hall.hall.id) == "offline", 20, "offline")
@@ -168,7 +174,9 @@ def test_rtsp_camera_drop_is_reported_offline_and_reconnects(
         finally:
             edge.stop()
     points = service.series.query(
-        "device_status", hall=hall.hall.id, start=datetime(2000, 1, 1, tzinfo=UTC),
+        "device_status",
+        hall=hall.hall.id,
+        start=datetime(2000, 1, 1, tzinfo=UTC),
         end=datetime(2100, 1, 1, tzinfo=UTC),
     )
     assert [p.fields["online"] for p in sorted(points, key=lambda p: p.time)] == [1, 0, 1]

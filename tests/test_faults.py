@@ -75,8 +75,16 @@ def _stats_fact(hall: str, i: int) -> StatsFact:
     return StatsFact(
         hall=hall,
         source=f"edge-{hall}",
-        body=StatsBody(interval_s=1, cameras_online=1, cameras_total=1, frames_looked=i,
-                       crops_inferred=0, crops_skipped=0, inference_ms_mean=0, outbox_depth=0),
+        body=StatsBody(
+            interval_s=1,
+            cameras_online=1,
+            cameras_total=1,
+            frames_looked=i,
+            crops_inferred=0,
+            crops_skipped=0,
+            inference_ms_mean=0,
+            outbox_depth=0,
+        ),
     )
 
 
@@ -130,7 +138,9 @@ def _write_yaml(config: HallConfig, path: Path) -> Path:
 def _start_edge(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "hallwatch.cli", "edge", "--config", str(config_path)],
-        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        cwd=REPO,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -139,8 +149,11 @@ def test_edge_killed_with_sigkill_replays_its_outbox_after_restart(
 ) -> None:
     outbox_path = tmp_path / "edge-outbox.sqlite"
     hall = scene_hall(
-        unique_id("kill"), str(write_short_video(tmp_path)), mqtt_port=broker.port,
-        outbox=outbox_path, summary_interval_s=5.0,
+        unique_id("kill"),
+        str(write_short_video(tmp_path)),
+        mqtt_port=broker.port,
+        outbox=outbox_path,
+        summary_interval_s=5.0,
     )
     config_path = _write_yaml(hall, tmp_path / "hall.yaml")
     hall_id = hall.hall.id

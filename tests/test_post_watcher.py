@@ -88,7 +88,12 @@ def test_detections_outside_the_polygon_do_not_count(detector: OnnxPersonDetecto
     xs = [x for x, _ in w1.polygon]
     ys = [y for _, y in w1.polygon]
     # a thin strip along the bottom edge: the crop contains the clerk, the polygon does not
-    strip = [(min(xs), max(ys) - 30), (max(xs), max(ys) - 30), (max(xs), max(ys)), (min(xs), max(ys))]
+    strip = [
+        (min(xs), max(ys) - 30),
+        (max(xs), max(ys) - 30),
+        (max(xs), max(ys)),
+        (min(xs), max(ys)),
+    ]
     region = PostRegion("strip", [(float(x), float(y)) for x, y in strip], SCRIPT.size, margin=2.0)
     watcher = PostWatcher(region, detector, WatchSettings(grace_s=1))
     events = [e for t in range(4) for e in watcher.look(frame(image, float(t))).events]

@@ -16,22 +16,30 @@ TIMELINES = [
     (
         "short absence within grace: no change",
         [(0, True), (2, True), (4, False), (6, False), (8, False), (10, True), (12, True)],
-        10, 0, [(ON, 0, 0)],
+        10,
+        0,
+        [(ON, 0, 0)],
     ),
     (
         "absence past grace is dated from the last sighting",
         [(0, True), (2, True), (4, False), (8, False), (12, False), (14, False), (20, True)],
-        10, 0, [(ON, 0, 0), (OFF, 2, 12), (ON, 20, 20)],
+        10,
+        0,
+        [(ON, 0, 0), (OFF, 2, 12), (ON, 20, 20)],
     ),
     (
         "with arrive_s, a one-look flicker does not end an absence",
         [(0, False), (12, False), (16, True), (18, False), (40, False)],
-        10, 3, [(OFF, 0, 12)],
+        10,
+        3,
+        [(OFF, 0, 12)],
     ),
     (
         "arrival needs arrive_s of continuous sightings",
         [(0, False), (12, False), (14, True), (15, False), (20, True), (22, True), (24, True)],
-        10, 3, [(OFF, 0, 12), (ON, 20, 24)],
+        10,
+        3,
+        [(OFF, 0, 12), (ON, 20, 24)],
     ),
 ]
 
@@ -60,7 +68,10 @@ def test_summaries_are_periodic_not_per_frame() -> None:
     tracker = PresenceTracker("w1", grace_s=5, summary_interval_s=60)
     events = [e for t in range(0, 181) for e in tracker.observe(float(t), True)]
     assert [(e.summary, e.pts) for e in events] == [
-        (False, 0.0), (True, 60.0), (True, 120.0), (True, 180.0)
+        (False, 0.0),
+        (True, 60.0),
+        (True, 120.0),
+        (True, 180.0),
     ]
     assert all(e.since_pts == 0.0 for e in events)
 

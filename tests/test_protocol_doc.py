@@ -15,9 +15,7 @@ EXAMPLES = re.findall(r"### Example: (.+?)\n\n```json\n(.+?)\n```", DOC.read_tex
 
 
 def test_doc_has_an_example_of_every_message() -> None:
-    assert {name for name, _ in EXAMPLES} == {
-        "presence", "device", "stats", "edge status", "alert"
-    }
+    assert {name for name, _ in EXAMPLES} == {"presence", "device", "stats", "edge status", "alert"}
 
 
 @pytest.mark.parametrize(("name", "text"), EXAMPLES, ids=[n for n, _ in EXAMPLES])

@@ -19,7 +19,11 @@ EXAMPLE = REPO / "deploy" / "examples" / "hall.yaml"
 def _replay(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hallwatch.cli", "replay", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
