@@ -47,11 +47,12 @@ def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
         hallwatch.config.ConfigError: A file is invalid.
         ValueError: Two files describe the same hall.
     """
-    from hallwatch.config import load_hall_config
+    from hallwatch.config import read_hall_config
 
     halls: dict[str, HallConfig] = {}
     for path in paths:
-        config = load_hall_config(str(path), require_env=False)
+        # the edge's credentials are not needed here: their warnings are not the point
+        config, _warnings = read_hall_config(str(path), require_env=False)
         if config.hall.id in halls:
             raise ValueError(f"hall {config.hall.id!r} is configured twice (in {path})")
         halls[config.hall.id] = config
