@@ -1,315 +1,53 @@
-"""FFmpeg (PyAV) frame sources: live RTSP readers that keep only the latest frame, and
-fast or real-time file iteration sampled by the video's own timestamps.
+"""FFmpeg (PyAV) live sources: RTSP readers that keep only the latest frame.
 
 Decoding is kept as cheap as the caller allows:
 
 * ``keyframes_only``: only key-frame packets reach the decoder (``skip_frame=NONKEY`` as
   well); each is drained at once, so a key frame comes out without waiting for later
   packets, even for streams with B-frames or with frame threading.
-* files sampled every ``every_s`` seconds: packets are grouped by GOP; a GOP holding no
-  wanted frame is never decoded, and a GOP is decoded only up to its last wanted frame.
 * RGB conversion (and downscaling to ``max_width``) happens only for frames handed out;
   the live reader converts lazily, when a consumer asks for the frame.
+
+A :class:`LatestFrameReader` can also play a video file standing in for a camera; file
+replay (fast or real-time iteration sampled by the video's own timestamps) lives in
+:mod:`edge.sources.file_source`, the low-level PyAV helpers in :mod:`edge.sources.codec`.
+Their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import UTC, datetime
 
 import av
-import numpy as np
 
+from edge.sources.codec import _CREDENTIALS as _CREDENTIALS
+from edge.sources.codec import LIVE_SCHEMES as LIVE_SCHEMES
+from edge.sources.codec import (
+    Decoded,
+    configure_decoder,
+    decode_keyframe,
+    is_live_url,
+    open_container,
+    scrub_url,
+    to_rgb,
+)
+from edge.sources.file_source import _MAX_GOP_PACKETS as _MAX_GOP_PACKETS
+from edge.sources.file_source import _file_pass as _file_pass
+from edge.sources.file_source import _gops as _gops
+from edge.sources.file_source import _Sampler as _Sampler
+from edge.sources.file_source import iter_file_decoded
+from edge.sources.file_source import iter_file_frames as iter_file_frames
 from edge.sources.frame import Frame
 
 logger = logging.getLogger(__name__)
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
-# user, then password up to the LAST "@" of the authority (raw "@" in passwords happens)
-_CREDENTIALS = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s'\"]*):[^/\s'\"]*@")
 _JUMP_S = 30.0  # live timestamps further than this from the wall-clock estimate re-anchor
-_MAX_GOP_PACKETS = 1000  # longer GOPs are decoded straight through, in chunks
-
-
-def scrub_url(url: str) -> str:
-    """Hide passwords in URLs: ``rtsp://user:pass@host`` -> ``rtsp://user:***@host``.
-
-    Works on any text, so error messages that embed a URL can be passed through too.
-
-    Args:
-        url: A URL or a text containing URLs.
-
-    Returns:
-        The text with every ``scheme://user:password@`` password replaced by ``***``.
-    """
-    return _CREDENTIALS.sub(r"\g<head>:***@", url)
-
-
-def is_live_url(url: str) -> bool:
-    """Whether ``url`` names a network stream (as opposed to a local file)."""
-    scheme, sep, _ = url.partition("://")
-    return bool(sep) and scheme.lower() in LIVE_SCHEMES
-
-
-def open_container(url: str, *, open_timeout_s: float = 5.0, read_timeout_s: float = 2.0) -> Any:
-    """Open a file or stream for reading, with timeouts so nothing blocks forever.
-
-    Args:
-        url: RTSP/HTTP URL or local path.
-        open_timeout_s: Limit for connecting and probing.
-        read_timeout_s: Limit for a single read once open.
-
-    Returns:
-        A PyAV input container.
-    """
-    if not is_live_url(url):
-        return av.open(str(url))
-    options = {"timeout": str(int(open_timeout_s * 1_000_000))}
-    if url.lower().startswith("rtsp"):
-        options["rtsp_transport"] = "tcp"
-    return av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
-
-
-def configure_decoder(stream: Any, *, keyframes_only: bool, threads: int = 0) -> None:
-    """Set skip/threading options on a video stream's decoder before decoding.
-
-    Args:
-        stream: A PyAV video stream.
-        keyframes_only: Skip every non-key frame.
-        threads: Decoder threads; 0 lets FFmpeg choose.
-    """
-    ctx = stream.codec_context
-    if keyframes_only:
-        ctx.skip_frame = "NONKEY"
-    # frame threading only helps when consecutive frames are decoded
-    stream.thread_type = "SLICE" if keyframes_only else "AUTO"
-    ctx.thread_count = threads
-
-
-def decode_keyframe(stream: Any, packet: Any) -> list[Any]:
-    """Decode one key-frame packet and drain the decoder so the frame comes out now."""
-    ctx = stream.codec_context
-    frames = list(ctx.decode(packet))
-    frames += ctx.decode(None)
-    ctx.flush_buffers()
-    return frames
-
-
-def to_rgb(frame: Any, max_width: int | None = None) -> np.ndarray:
-    """Convert a decoded frame to an RGB ``uint8`` array, downscaled to ``max_width``."""
-    if max_width and frame.width > max_width:
-        height = max(2, round(frame.height * max_width / frame.width / 2) * 2)
-        return frame.to_ndarray(
-            format="rgb24", width=max_width, height=height, interpolation="AREA"
-        )
-    return frame.to_ndarray(format="rgb24")
-
-
-@dataclass(slots=True)
-class Decoded:
-    """A decoded picture not yet converted to RGB (internal hand-over type)."""
-
-    picture: Any  # av.VideoFrame
-    pts: float
-    wall: datetime
-
-
-class _Sampler:
-    """Keeps one frame per ``every_s`` seconds of video time, on a fixed grid."""
-
-    def __init__(self, every_s: float | None) -> None:
-        self.every = every_s if every_s and every_s > 0 else None
-        self.anchor: float | None = None
-        self.next_t = -math.inf
-
-    def _after(self, anchor: float, t: float) -> float:
-        assert self.every is not None
-        return anchor + (math.floor((t - anchor) / self.every + 1e-6) + 1) * self.every
-
-    def wants(self, t: float) -> bool:
-        return self.every is None or t >= self.next_t - 1e-6
-
-    def take(self, t: float) -> None:
-        if self.every is not None:
-            self.anchor = t if self.anchor is None else self.anchor
-            self.next_t = self._after(self.anchor, t)
-
-    def plan(self, times: list[float]) -> set[float]:
-        """Which of ``times`` sampling would keep (the state is not changed)."""
-        anchor, next_t, keep = self.anchor, self.next_t, set()
-        for t in sorted(times):
-            if self.every is None or t >= next_t - 1e-6:
-                keep.add(t)
-                if self.every is not None:
-                    anchor = t if anchor is None else anchor
-                    next_t = self._after(anchor, t)
-        return keep
-
-
-def _gops(container: Any, stream: Any, max_packets: int) -> Iterator[list[Any]]:
-    """Group packets by GOP (each list starts at a key frame, except continuations)."""
-    gop: list[Any] = []
-    for packet in container.demux(stream):
-        if packet.size == 0:
-            continue
-        if (packet.is_keyframe and gop) or len(gop) >= max_packets:
-            yield gop
-            gop = []
-        gop.append(packet)
-    if gop:
-        yield gop
-
-
-def _file_pass(
-    container: Any, keyframes_only: bool, sampler: _Sampler, offset: float
-) -> Iterator[tuple[Any, float]]:
-    """One pass over an open file: decoded frames wanted by ``sampler``, with pts."""
-    stream = container.streams.video[0]
-    tb = stream.time_base
-    start = stream.start_time if stream.start_time is not None else None
-
-    def seconds(ticks: int | None) -> float | None:
-        nonlocal start
-        if ticks is None or tb is None:
-            return None
-        start = ticks if start is None else start
-        return offset + float((ticks - start) * tb)
-
-    def wanted(frames: list[Any]) -> Iterator[tuple[Any, float]]:
-        for frame in frames:
-            t = seconds(frame.pts)
-            if t is not None and sampler.wants(t):
-                sampler.take(t)
-                yield frame, t
-
-    ctx = stream.codec_context
-    dirty = False  # decoder holds state that a skipped GOP would break
-    for gop in _gops(container, stream, max_packets=_MAX_GOP_PACKETS):
-        times = [seconds(p.pts) for p in gop]
-        if keyframes_only:
-            t0 = times[0]
-            if gop[0].is_keyframe and t0 is not None and sampler.wants(t0):
-                yield from wanted(decode_keyframe(stream, gop[0]))
-            continue
-        continuation = not gop[0].is_keyframe
-        if None in times or continuation or len(gop) >= _MAX_GOP_PACKETS:
-            stop_at = len(gop)  # can't plan: decode everything, keep decoder state
-        else:
-            keep = sampler.plan([t for t in times if t is not None])
-            if not keep:
-                if dirty:  # get out what the previous GOP left in the decoder
-                    yield from wanted(ctx.decode(None))
-                    ctx.flush_buffers()
-                    dirty = False
-                continue  # nothing wanted in this GOP: never decode it
-            # decode order != display order with B-frames: stop after the last wanted one
-            stop_at = max(i for i, t in enumerate(times) if t in keep) + 1
-        for packet in gop[:stop_at]:
-            yield from wanted(ctx.decode(packet))
-        dirty = True
-        if stop_at < len(gop):  # stopped early: drain, then reset for the next GOP
-            yield from wanted(ctx.decode(None))
-            ctx.flush_buffers()
-            dirty = False
-    if dirty:
-        yield from wanted(ctx.decode(None))
-
-
-def iter_file_decoded(
-    path: str | Path,
-    *,
-    keyframes_only: bool = False,
-    every_s: float | None = 1.0,
-    realtime: bool = False,
-    loop: bool = False,
-    start_wall: datetime | None = None,
-    stop: threading.Event | None = None,
-    threads: int = 0,
-) -> Iterator[Decoded]:
-    """Like :func:`iter_file_frames` but yields frames before RGB conversion."""
-    sampler = _Sampler(every_s)
-    stop = stop or threading.Event()
-    wall0 = start_wall or datetime.now(UTC)
-    offset, clock0, pts0 = 0.0, None, 0.0
-    while not stop.is_set():
-        count = 0
-        with open_container(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            configure_decoder(stream, keyframes_only=keyframes_only, threads=threads)
-            rate = stream.average_rate or stream.guessed_rate or 25
-            span = float(stream.duration * stream.time_base) if stream.duration else None
-            last = offset
-            for frame, t in _file_pass(container, keyframes_only, sampler, offset):
-                count += 1
-                last = max(last, t)
-                if realtime:
-                    if clock0 is None:
-                        clock0, pts0 = time.monotonic(), t
-                    delay = clock0 + (t - pts0) - time.monotonic()
-                    if delay > 0 and stop.wait(delay):
-                        return
-                if stop.is_set():
-                    return
-                yield Decoded(frame, t, wall0 + timedelta(seconds=t))
-        if not loop:
-            return
-        if count == 0:
-            raise ValueError(f"{path}: no decodable frames")
-        offset = offset + span if span else last + 1.0 / float(rate)
-
-
-def iter_file_frames(
-    path: str | Path,
-    camera: str,
-    *,
-    keyframes_only: bool = False,
-    every_s: float | None = 1.0,
-    realtime: bool = False,
-    loop: bool = False,
-    max_width: int | None = None,
-    start_wall: datetime | None = None,
-    stop: threading.Event | None = None,
-) -> Iterator[Frame]:
-    """Read a video file as fast as possible (or at real-time pace) as RGB frames.
-
-    Frames are sampled by the video's own timestamps: the first frame at or after each
-    multiple of ``every_s`` seconds of video time. Only GOPs holding a wanted frame are
-    decoded, and only the frames handed out are converted to RGB.
-
-    Args:
-        path: Video file.
-        camera: Camera id put on every frame.
-        keyframes_only: Decode key frames only (cheapest; the sample falls on key frames).
-        every_s: Sampling period in video seconds; ``None`` keeps every decoded frame.
-        realtime: Pace output to the video's timestamps (live-demo playback).
-        loop: Start over at end of file; pts keep increasing across loops.
-        max_width: Downscale wider frames to this width (aspect kept).
-        start_wall: Wall time of pts 0 (default: now, UTC).
-        stop: Set to end the iteration early (also interrupts real-time waits).
-
-    Yields:
-        Frames with increasing ``pts`` (seconds from the start of the file).
-    """
-    for d in iter_file_decoded(
-        path,
-        keyframes_only=keyframes_only,
-        every_s=every_s,
-        realtime=realtime,
-        loop=loop,
-        start_wall=start_wall,
-        stop=stop,
-    ):
-        yield Frame(camera=camera, image=to_rgb(d.picture, max_width), pts=d.pts, wall=d.wall)
 
 
 class _LiveClock:
