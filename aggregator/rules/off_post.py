@@ -72,7 +72,19 @@ def _message(post: PostConfig, threshold_s: float) -> str:
     where = post.name
     if post.window and post.window not in post.name:
         where = f"{post.name}（{post.window}号窗口）"
-    return f"离岗告警：{where}无人在岗超过{threshold_s / 60:g}分钟"
+    return f"离岗告警：{where}无人在岗超过{_duration_zh(threshold_s)}"
+
+
+def _duration_zh(seconds: float) -> str:
+    """A threshold in Chinese: whole minutes as 分钟, otherwise 分 and 秒.
+
+    >>> _duration_zh(300), _duration_zh(15), _duration_zh(90)
+    ('5分钟', '15秒', '1分30秒')
+    """
+    minutes, secs = divmod(round(seconds), 60)
+    if not secs:
+        return f"{minutes}分钟"
+    return f"{minutes}分{secs}秒" if minutes else f"{secs}秒"
 
 
 class OffPostRule:

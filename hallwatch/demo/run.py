@@ -60,7 +60,7 @@ def demo_hall_config(
             "posts": [
                 {
                     "id": post.id,
-                    "name": post.name,
+                    "name": f"{post.window}号窗口",
                     "kind": "front_desk",
                     "window": post.window,
                     "camera": DEMO_CAMERA,
