@@ -7,7 +7,6 @@ real time from a file, or served over real RTSP on loopback.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aggregator.service import AggregatorService
-from aggregator.settings import AggregatorSettings
 from aggregator.store.state import DeviceStatus
 from edge.worker import EdgeWorker
 from hallwatch.config import HallConfig
@@ -25,6 +23,7 @@ from hallwatch.contract import AlertMessage, AlertState, alerts_topic, parse_ale
 from tests.support.hall_scene import CAMERA, scene_hall, write_short_video
 from tests.support.mosquitto import Mosquitto
 from tests.support.rtsp import RtspServer, gst_rtsp_available
+from tests.support.running import start_aggregator, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +31,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def hall_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_short_video(tmp_path_factory.mktemp("video"))
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class AlertListener:
@@ -69,17 +59,8 @@ def aggregator_for(
     services: list[AggregatorService] = []
 
     def start(hall: HallConfig, port: int) -> AggregatorService:
-        settings = AggregatorSettings(
-            database_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
-            mqtt_port=port,
-            mqtt_client_id=f"agg-{hall.hall.id}",
-            http_port=0,
-        )
-        service = AggregatorService(settings, {hall.hall.id: hall})
-        service.start()
-        assert service.wait_mqtt_connected(10)
-        services.append(service)
-        return service
+        services.append(start_aggregator(tmp_path, hall, port))
+        return services[-1]
 
     yield start
     for service in services:

@@ -20,7 +20,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from aggregator.service import AggregatorService
-from aggregator.settings import AggregatorSettings
 from aggregator.store.state import SeenFact
 from edge.comms.mqtt_publisher import BrokerSettings, OutboxPublisher
 from edge.outbox import Outbox
@@ -29,6 +28,7 @@ from hallwatch.contract import StatsBody, StatsFact, encode, fact_topic
 from tests.conftest import build_hall
 from tests.support.hall_scene import scene_hall, write_short_video
 from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.support.running import start_aggregator, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -44,31 +44,9 @@ def broker() -> Iterator[Mosquitto]:
         yield mosq
 
 
-def start_aggregator(tmp_path: Path, hall: HallConfig, port: int) -> AggregatorService:
-    settings = AggregatorSettings(
-        database_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
-        mqtt_port=port,
-        mqtt_client_id=f"agg-{hall.hall.id}",
-        http_port=0,
-    )
-    service = AggregatorService(settings, {hall.hall.id: hall})
-    service.start()
-    assert service.wait_mqtt_connected(10)
-    return service
-
-
 def stored_ids(service: AggregatorService, hall: str) -> set[str]:
     with service.state.session() as session:
         return {row.id for row in session.query(SeenFact).filter(SeenFact.hall == hall)}
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _stats_fact(hall: str, i: int) -> StatsFact:
