@@ -423,7 +423,7 @@ def run_analysis(
         look_cpu += time.process_time() - c0
         look_wall += time.perf_counter() - w0
         looks += 1
-    c = analysis.counters
+    c = analysis.counters.take()
     crops = c.crops_inferred + c.crops_skipped
     return {
         "looks": looks,

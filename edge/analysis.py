@@ -6,6 +6,7 @@ the edge would have sent.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,22 +19,37 @@ from hallwatch.config import CameraConfig, HallConfig
 from hallwatch.contract import PresenceBody, PresenceFact
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AnalysisCounters:
-    """Work done since the counters were last taken."""
+    """Work done in an interval."""
 
     frames_looked: int = 0
     crops_inferred: int = 0
     crops_skipped: int = 0
     inference_ms_total: float = 0.0
 
+
+class _CounterBox:
+    """Counters written by an analysis thread and taken by the stats thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = AnalysisCounters()
+
+    def add_look(self, inferred: int, skipped: int, inference_ms: float) -> None:
+        with self._lock:
+            c = self._counts
+            self._counts = AnalysisCounters(
+                c.frames_looked + 1,
+                c.crops_inferred + inferred,
+                c.crops_skipped + skipped,
+                c.inference_ms_total + inference_ms,
+            )
+
     def take(self) -> AnalysisCounters:
         """Return the counters and start new ones."""
-        taken = AnalysisCounters(
-            self.frames_looked, self.crops_inferred, self.crops_skipped, self.inference_ms_total
-        )
-        self.frames_looked = self.crops_inferred = self.crops_skipped = 0
-        self.inference_ms_total = 0.0
+        with self._lock:
+            taken, self._counts = self._counts, AnalysisCounters()
         return taken
 
 
@@ -77,25 +93,33 @@ class CameraAnalysis:
             )
             for p in self._posts.values()
         ]
-        self.counters = AnalysisCounters()
+        self.counters = _CounterBox()
+        self._reset_requested = threading.Event()
 
     def reset(self) -> None:
         """The camera reconnected: re-establish every post's state from scratch."""
         for watcher in self.watchers:
             watcher.reset()
 
+    def request_reset(self) -> None:
+        """Ask for :meth:`reset` before the next look (safe from any thread)."""
+        self._reset_requested.set()
+
     def look(self, frame: Frame) -> list[PresenceFact]:
         """Look at every post in ``frame``; return the facts this produced."""
         facts: list[PresenceFact] = []
-        self.counters.frames_looked += 1
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self.reset()
+        inferred = skipped = 0
+        inference_ms = 0.0
         for watcher in self.watchers:
             result = watcher.look(frame)
-            if result.inferred:
-                self.counters.crops_inferred += 1
-                self.counters.inference_ms_total += result.inference_ms
-            else:
-                self.counters.crops_skipped += 1
+            inferred += result.inferred
+            skipped += not result.inferred
+            inference_ms += result.inference_ms
             facts.extend(self._fact(event, frame) for event in result.events)
+        self.counters.add_look(inferred, skipped, inference_ms)
         return facts
 
     def _fact(self, event: PresenceEvent, frame: Frame) -> PresenceFact:

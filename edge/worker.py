@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+
 from edge.analysis import CameraAnalysis
 from edge.comms.mqtt_publisher import BrokerSettings, OutboxPublisher
 from edge.detectors import Detector, create_detector
@@ -122,7 +124,20 @@ class EdgeWorker:
             for cam in config.cameras
         }
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"edge-{self.hall}", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._housekeeping, name=f"edge-{self.hall}", daemon=True)
+        ]
+        shares = max(1, min(config.edge.analysis_threads, len(self.analyses)))
+        cameras = sorted(self.analyses)
+        for i in range(shares):
+            self._threads.append(
+                threading.Thread(
+                    target=self._analyse,
+                    args=(cameras[i::shares],),
+                    name=f"analysis-{self.hall}-{i}",
+                    daemon=True,
+                )
+            )
         self.facts_written = 0
 
     def _on_camera_status(self, camera: str, online: bool, reason: str) -> None:
@@ -131,14 +146,17 @@ class EdgeWorker:
     def start(self) -> None:
         """Start publishing, the cameras and the analysis."""
         self.publisher.start()
+        cv2.setNumThreads(1)  # crops are small: OpenCV's thread pool only adds overhead
         for watchdog in self.watchdogs.values():
             watchdog.start()
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         logger.info(
-            "edge %s started: %d cameras, %d posts",
+            "edge %s started: %d cameras, %d posts, %d analysis threads",
             self.source,
             len(self.watchdogs),
             len(self.config.posts),
+            len(self._threads) - 1,
         )
 
     def stop(self) -> None:
@@ -149,7 +167,9 @@ class EdgeWorker:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=10)
         for watchdog in self.watchdogs.values():
             watchdog.stop()
         self.publisher.stop()
@@ -160,14 +180,23 @@ class EdgeWorker:
         self.outbox.append(fact.id, fact_topic(fact.hall, fact.kind), encode(fact))
         self.facts_written += 1
 
-    def _run(self) -> None:
+    def _housekeeping(self) -> None:
+        """Camera status facts and the periodic pipeline stats."""
+        next_stats = time.monotonic() + self._stats_interval_s
+        while not self._stop.wait(0.05):
+            self._drain_status()
+            if time.monotonic() >= next_stats:
+                self._write_stats(self._stats_interval_s)
+                next_stats += self._stats_interval_s
+
+    def _analyse(self, cameras: list[str]) -> None:
+        """Look at this thread's share of the cameras, each at its look interval."""
         last_pts: dict[str, float] = {}
         next_look: dict[str, float] = {}
-        next_stats = time.monotonic() + self._stats_interval_s
         while not self._stop.is_set():
-            self._drain_status()
             now = time.monotonic()
-            for camera_id, analysis in self.analyses.items():
+            for camera_id in cameras:
+                analysis = self.analyses[camera_id]
                 if now < next_look.get(camera_id, 0.0):
                     continue
                 frame = self.watchdogs[camera_id].latest()
@@ -182,9 +211,6 @@ class EdgeWorker:
                     continue
                 for fact in facts:
                     self.write(fact)
-            if now >= next_stats:
-                self._write_stats(self._stats_interval_s)
-                next_stats = now + self._stats_interval_s
             self._stop.wait(0.02)
 
     def _drain_status(self) -> None:
@@ -197,7 +223,7 @@ class EdgeWorker:
                 status.reason,
             )
             if status.camera in self.analyses:
-                self.analyses[status.camera].reset()
+                self.analyses[status.camera].request_reset()  # done by its own thread
             self.write(
                 DeviceFact(
                     hall=self.hall,

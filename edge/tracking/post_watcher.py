@@ -28,7 +28,7 @@ import numpy as np
 
 from edge.detectors.base import Detector
 from edge.detectors.detections import Detections
-from edge.regions.motion_gate import MotionGate, changed_fraction
+from edge.regions.motion_gate import GateDecision, MotionGate, changed_fraction
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
 from edge.tracking.presence import PresenceEvent, PresenceTracker
@@ -55,6 +55,15 @@ class WatchSettings:
     noise and light changes about 0 % (levels are median-matched), so a clerk who sat very
     still and was learned as "empty" is seen again as soon as they move."""
     max_empty_looks: int = 4
+    hold_change: float = 0.15
+    """While a person is confirmed at the post, a crop that changed less than this fraction
+    since the last inference keeps its state without inference (a clerk typing or turning
+    changes 2–9 %; one leaving changes far more)."""
+    reconfirm_s: float = 20.0
+    """A staffed post held without inference is re-inferred at least this often."""
+    settle_looks: int = 2
+    """Holding resumes only after this many looks in a row without a large change, so a
+    departure spread over several looks (walking out) is followed look by look."""
 
 
 @dataclass(slots=True)
@@ -128,6 +137,9 @@ class PostWatcher:
         self._candidates_small: np.ndarray | None = None
         self._candidates_scale = 1.0
         self._last_change_pts: float | None = None
+        self._last_infer_pts: float | None = None
+        self._holding = False
+        self._quiet_looks = 0
 
     def reset(self) -> None:
         """Forget the scene (camera reconnected): next look infers, state is re-established."""
@@ -136,6 +148,9 @@ class PostWatcher:
         self._candidates = Detections.empty()
         self._candidates_small = None
         self._last_change_pts = None
+        self._last_infer_pts = None
+        self._holding = False
+        self._quiet_looks = 0
 
     def look(self, frame: Frame) -> LookResult:
         """Look at the post in one frame and return the presence events it causes."""
@@ -143,7 +158,9 @@ class PostWatcher:
         crop = self.region.crop(frame.image)
         decision = self._gate.look(crop)
         if decision.infer or self._last_change_pts is None:
-            self._last_change_pts = frame.pts
+            self._last_change_pts = frame.pts  # the scene moved (static-look clock restarts)
+        if self._needs_inference(decision, frame.pts):
+            self._last_infer_pts = frame.pts
             started = time.perf_counter()
             raw = self._detector.detect(np.ascontiguousarray(crop))
             result.inference_ms = (time.perf_counter() - started) * 1000
@@ -154,6 +171,24 @@ class PostWatcher:
             self._candidates_scale = decision.small.shape[1] / max(1, crop.shape[1])
         result.events = self._judge(frame.pts)
         return result
+
+    def _needs_inference(self, decision: GateDecision, pts: float) -> bool:
+        """The motion gate, with a hold for a confirmed person.
+
+        - First look, or the crop changed since the last inference: infer.
+        - But while a person is confirmed at the post (on post, seen at the last look) and
+          the post has been quiet for ``settle_looks`` looks, small changes are that person
+          moving: hold the state without inference, unless the change is large (they may
+          be leaving) or ``reconfirm_s`` has passed.
+        """
+        large = decision.changed >= self._settings.hold_change
+        self._quiet_looks = 0 if large else self._quiet_looks + 1
+        if self._last_infer_pts is None:
+            return True
+        settled = self._quiet_looks >= self._settings.settle_looks
+        if settled and self._holding and self.tracker.state is PostState.ON_POST:
+            return pts - self._last_infer_pts >= self._settings.reconfirm_s
+        return decision.infer
 
     def _plausible(self, dets: Detections, frame: Frame) -> Detections:
         """Detections whose centre is inside the polygon and that are tall enough."""
@@ -195,6 +230,7 @@ class PostWatcher:
             last_seen = self._last_change_pts
             people = Detections.empty()
         person = len(people) > 0
+        self._holding = person
         if (
             not person
             and len(self._candidates) == 0
