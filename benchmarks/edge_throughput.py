@@ -62,8 +62,9 @@ it is the setting a CPU-bound multi-camera box would run (``detector.threads: 1`
     (a) worst case:            f = 1 (every crop inferred)
     (b) demo-hall activity:    f = the gate's inferred fraction (the larger of the 1 look/s
                                    and the per-key-frame runs, to stay conservative)
-    cameras = floor(budget / per camera), and no more than the single analysis thread can
-              fit in 1 s of wall time per second (posts × wall ms / look_s per camera).
+    cameras = floor(budget / per camera), and no more than the edge's analysis threads
+              (``edge.analysis_threads``, one per core, default 2) fit in their wall time
+              (threads × 1 s per second ≥ cameras × posts × wall ms / look_s).
     baseline per camera      = decode_all_frames (live, 5 fps RGB) + 5 × detector(720p)
     ratio                    = baseline per camera / HallWatch (b) per camera
 
@@ -588,11 +589,19 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 # --- model --------------------------------------------------------------------------------
 
 
+ANALYSIS_THREADS = 2
+"""The edge's ``edge.analysis_threads`` default: cameras are shared out among them."""
+
+
 def capacity(budget: float, per_cam: float, wall_ms_per_cam_s: float) -> tuple[int, int, int, str]:
-    """Cameras that fit: by CPU, by the one analysis thread's wall time, and the binding one."""
+    """Cameras that fit: by CPU, by the analysis threads' wall time, and the binding one."""
     by_cpu = math.floor(budget / per_cam) if per_cam > 0 else 0
-    by_wall = math.floor(1000.0 / wall_ms_per_cam_s) if wall_ms_per_cam_s > 0 else 10**6
-    return min(by_cpu, by_wall), by_cpu, by_wall, "CPU" if by_cpu <= by_wall else "analysis thread"
+    by_wall = (
+        math.floor(ANALYSIS_THREADS * 1000.0 / wall_ms_per_cam_s)
+        if wall_ms_per_cam_s > 0
+        else 10**6
+    )
+    return min(by_cpu, by_wall), by_cpu, by_wall, "CPU" if by_cpu <= by_wall else "analysis threads"
 
 
 def pct(x: float) -> str:
@@ -631,7 +640,7 @@ def model(
     looks = POSTS / LOOK_S  # crops looked at per camera-second
     worst = decode_kf + looks * (overhead[0] + crop["cpu_ms_paced"]) / 1000
     demo = decode_kf + looks * (overhead[0] + f * crop["cpu_ms_paced"]) / 1000
-    # the analysis thread looks at one crop after another: its wall ms per camera-second
+    # an analysis thread looks at one crop after another: its wall ms per camera-second
     wall_worst = looks * (overhead[1] + crop["wall_ms"])
     wall_demo = looks * (overhead[1] + f * crop["wall_ms"])
     cams_a, cpu_a, wall_a, _ = capacity(budget, worst, wall_worst)
@@ -835,11 +844,11 @@ def main() -> None:
     )
     say(
         f"  (a) worst case, every crop inferred: {m.worst:.4f} -> {m.cams_worst} cameras "
-        f"(CPU allows {m.cams_worst_cpu}, the one analysis thread {m.cams_worst_wall})"
+        f"(CPU allows {m.cams_worst_cpu}, the analysis threads {m.cams_worst_wall})"
     )
     say(
         f"  (b) demo activity, {pct(f_used)} inferred: {m.demo:.4f} -> {m.cams_demo} cameras "
-        f"(CPU allows {m.cams_demo_cpu}, the one analysis thread {m.cams_demo_wall})"
+        f"(CPU allows {m.cams_demo_cpu}, the analysis threads {m.cams_demo_wall})"
     )
     say(
         f"  baseline: decode all + RGB {decode_all:.4f} + {BASELINE_FPS:g} x "
