@@ -352,7 +352,7 @@ def detector_costs(
     out: dict[str, dict[str, float]] = {}
     # called as the worker calls it: a camera's posts one after another, then a pause
     for threads in (2, 1):
-        det = OnnxPersonDetector(threads=threads)
+        det = OnnxPersonDetector(threads=threads, precision=PRECISION)
         out[f"crop_t{threads}"] = time_calls(det.detect, crops, 5, POSTS, PACE_GAP_S)
         out[f"frame_t{threads}"] = time_calls(det.detect, frames, 3, 1, PACE_GAP_S)
         del det
@@ -412,7 +412,7 @@ def run_analysis(
     with tempfile.TemporaryDirectory() as tmp:
         config = demo_hall_config(video, script, mqtt_port=1883, workdir=Path(tmp))
     camera = next(c for c in config.cameras if c.id == DEMO_CAMERA)
-    det = TimedDetector(OnnxPersonDetector(threads=threads))
+    det = TimedDetector(OnnxPersonDetector(threads=threads, precision=PRECISION))
     analysis = CameraAnalysis(config, camera, det, source="bench")
     wall0 = datetime(2024, 6, 11, 9, 0, tzinfo=UTC)
     look_cpu = look_wall = 0.0
@@ -481,7 +481,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     analyses: list[Any] = []
     detector: TimedDetector | None = None
     if e2e:
-        detector = TimedDetector(OnnxPersonDetector(threads=int(spec["threads"])))
+        detector = TimedDetector(
+            OnnxPersonDetector(
+                threads=int(spec["threads"]), precision=str(spec.get("precision", PRECISION))
+            )
+        )
         if keyframes:
             from _streams import bench_script
 
@@ -590,6 +594,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 ANALYSIS_THREADS = 2
+PRECISION = "int8"
+"""The detector precision measured: the edge's default (``--precision fp32`` for the other)."""
 """The edge's ``edge.analysis_threads`` default: cameras are shared out among them."""
 
 
@@ -663,6 +669,9 @@ def main() -> None:
         default=1,
         help="detector threads for the capacity headline (the other count is printed too)",
     )
+    p.add_argument(
+        "--precision", choices=("int8", "fp32"), default="int8", help="detector precision"
+    )
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end live runs")
     p.add_argument("--bitrate", type=int, default=2000, help="camera stream kbit/s (0: raw)")
     p.add_argument("--cache-dir", type=Path, default=None, help="where the video is cached")
@@ -671,6 +680,8 @@ def main() -> None:
     )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    global PRECISION
+    PRECISION = args.precision
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return
@@ -791,6 +802,7 @@ def main() -> None:
                 "urls": urls,
                 "seconds": args.seconds,
                 "threads": threads,
+                "precision": PRECISION,
             }
             other.start()
             res = run_child(spec)

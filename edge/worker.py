@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-
 from edge.analysis import CameraAnalysis
 from edge.comms.mqtt_publisher import BrokerSettings, OutboxPublisher
 from edge.detectors import Detector, create_detector
@@ -70,6 +68,7 @@ def detector_for(config: HallConfig) -> Detector:
     return create_detector(
         d.kind,
         model_path=d.model_path,
+        precision=d.precision,
         providers=tuple(d.providers),
         threads=d.threads,
         score_threshold=d.score_threshold,
@@ -146,7 +145,6 @@ class EdgeWorker:
     def start(self) -> None:
         """Start publishing, the cameras and the analysis."""
         self.publisher.start()
-        cv2.setNumThreads(1)  # crops are small: OpenCV's thread pool only adds overhead
         for watchdog in self.watchdogs.values():
             watchdog.start()
         for thread in self._threads:

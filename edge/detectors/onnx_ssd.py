@@ -31,6 +31,10 @@ MODEL_FILENAME = "ssdlite_mobilenet_v2_person.onnx"
 MODELS_DIR_ENV = "HALLWATCH_MODELS_DIR"
 #: The committed model, relative to the source tree (``<repo>/models/``).
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / MODEL_FILENAME
+#: The int8 (static QDQ) quantization of the committed model, made from it by
+#: ``models/quantize_person_detector.py``; what the edge runs by default
+#: (``detector.precision: int8`` in the hall config; see ``models/PROVENANCE.md``).
+INT8_MODEL_PATH = DEFAULT_MODEL_PATH.with_name("ssdlite_mobilenet_v2_person.int8.onnx")
 
 #: Class id of a person in the model's output.
 PERSON_CLASS_ID = 1
@@ -39,17 +43,28 @@ _INPUT = "image_tensor:0"
 _OUTPUTS = ["num_detections:0", "detection_boxes:0", "detection_scores:0", "detection_classes:0"]
 
 
-def default_model_path() -> Path:
+PRECISIONS = ("fp32", "int8")
+"""``fp32``: the converted model as is; ``int8``: its static int8 quantisation (about 1.8×
+less CPU per crop, same decisions on every check in ``models/PROVENANCE.md``)."""
+
+
+def default_model_path(precision: str = "fp32") -> Path:
     """The model file used when none is given: ``$HALLWATCH_MODELS_DIR`` or the committed one.
 
+    Args:
+        precision: ``fp32`` or ``int8``.
+
     Returns:
-        ``$HALLWATCH_MODELS_DIR/ssdlite_mobilenet_v2_person.onnx`` if that variable is set and
-        not empty, else :data:`DEFAULT_MODEL_PATH`. The file is not checked for existence.
+        That precision's file in ``$HALLWATCH_MODELS_DIR`` if the variable is set and not
+        empty, else the committed one. The file is not checked for existence.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    committed = INT8_MODEL_PATH if precision == "int8" else DEFAULT_MODEL_PATH
     models_dir = os.environ.get(MODELS_DIR_ENV, "").strip()
     if models_dir:
-        return Path(models_dir).expanduser() / MODEL_FILENAME
-    return DEFAULT_MODEL_PATH
+        return Path(models_dir).expanduser() / committed.name
+    return committed
 
 
 def _usable_providers(requested: Sequence[str]) -> list[str]:
@@ -96,12 +111,13 @@ class OnnxPersonDetector:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int = 2,
         score_threshold: float = 0.5,
+        precision: str = "fp32",
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        path = Path(model_path) if model_path is not None else default_model_path()
+        path = Path(model_path) if model_path is not None else default_model_path(precision)
         if not path.is_file():
             raise FileNotFoundError(
                 f"person detector model not found: {path} (build it with "
@@ -116,6 +132,9 @@ class OnnxPersonDetector:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Intra-op worker threads sleep as soon as a call is done instead of spinning, which
+        # burnt CPU after each call that other cameras' crops could use.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=_usable_providers(providers)
         )
