@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from hallwatch.contract import (
 )
 from tests.conftest import build_hall
 from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.support.running import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,15 +42,6 @@ pytestmark = [
 ]
 
 NOW = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)  # Monday 10:30 in Shanghai: in service
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def publish(port: int, messages: list[tuple[str, bytes]], *, retain: bool = False) -> None:
@@ -146,7 +137,7 @@ def test_facts_over_mqtt_are_stored(
             (edge_status_topic(hall), encode(status)),
         ],
     )
-    assert wait_until(lambda: len(service.state.edge_statuses(hall)) == 1)
+    wait_until(lambda: len(service.state.edge_statuses(hall)) == 1, 10, "the edge status")
     assert service.state.seen_count(hall) == 2
     (letter,) = service.state.dead_letters()
     assert letter.reason.startswith("invalid fact")
@@ -166,7 +157,7 @@ def test_off_post_alert_is_published(
         publish(
             mosquitto.port, [presence(hall, "w1", PostState.OFF_POST, NOW - timedelta(minutes=20))]
         )
-        assert wait_until(lambda: service.state.seen_count(hall) == 1)
+        wait_until(lambda: service.state.seen_count(hall) == 1, 10, "the fact to be stored")
         service.rule.evaluate(NOW)
         opened = parse_alert(manager.get())
         assert isinstance(opened, AlertMessage)
@@ -196,7 +187,7 @@ def test_persistent_session_keeps_facts_while_down(
              for i, s in enumerate([PostState.ON_POST, PostState.OFF_POST] * 5)]  # fmt: skip
     publish(mosquitto.port, facts)  # nobody is connected: the broker queues them
     second = make_service(mosquitto.port, hall, mqtt_client_id=client_id, mqtt_protocol=protocol)
-    assert wait_until(lambda: second.state.seen_count(hall) == 10)
+    wait_until(lambda: second.state.seen_count(hall) == 10, 10, "all 10 facts")
     (status,) = second.state.post_statuses(hall)
     assert (status.state, status.since) == ("off_post", t0 + timedelta(minutes=9))
 
@@ -208,10 +199,10 @@ def test_reconnects_after_broker_restart(
     with Mosquitto() as broker:
         service = make_service(broker.port, hall)
         broker.restart()
-        assert wait_until(lambda: not service.wait_mqtt_connected(0), 5)
+        wait_until(lambda: not service.wait_mqtt_connected(0), 5, "the disconnect")
         assert service.wait_mqtt_connected(15), "no reconnect"
         publish(broker.port, [presence(hall, "w1", PostState.ON_POST, NOW)])
-        assert wait_until(lambda: service.state.seen_count(hall) == 1)
+        wait_until(lambda: service.state.seen_count(hall) == 1, 10, "the fact to be stored")
 
 
 def test_shared_subscription_splits_facts_between_replicas(
@@ -223,7 +214,7 @@ def test_shared_subscription_splits_facts_between_replicas(
              for i in range(20)]  # fmt: skip
     publish(mosquitto.port, facts)
     state = replicas[0].state  # both replicas share one database
-    assert wait_until(lambda: state.seen_count(hall) == 20)
+    wait_until(lambda: state.seen_count(hall) == 20, 10, "all 20 facts")
     handled = [r.mqtt.handled if r.mqtt else 0 for r in replicas]
     assert sum(handled) == 20, handled  # each fact went to one replica only
     assert all(handled), handled

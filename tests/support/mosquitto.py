@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from hallwatch.broker import free_port
+
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -25,13 +27,6 @@ def find_mosquitto() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("mosquitto")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -16,13 +16,14 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from hallwatch.broker import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,6 @@ def gst_rtsp_available() -> tuple[bool, str]:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return False, f"{SYSTEM_PYTHON} cannot import gi GstRtspServer: {last}"
     return True, ""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RtspServer:
