@@ -16,6 +16,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,7 @@ class OutboxPublisher:
         self.connected = False
         self.published = 0
         self.acknowledged = 0
+        self._drain_s = 2.0
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -131,7 +133,7 @@ class OutboxPublisher:
 
     def stop(self, *, drain_s: float = 2.0) -> None:
         """Stop publishing; waits up to ``drain_s`` for in-flight acknowledgements."""
-        self._drain_deadline = drain_s
+        self._drain_s = drain_s
         self._stop.set()
         self._thread.join(timeout=drain_s + 5)
         if self.connected:
@@ -139,8 +141,6 @@ class OutboxPublisher:
             self._client.publish(edge_status_topic(self._hall), encode(status), 1, True)
         self._client.disconnect()
         self._client.loop_stop()
-
-    _drain_deadline = 0.0
 
     def _run(self) -> None:
         inflight: dict[int, int] = {}
@@ -182,10 +182,9 @@ class OutboxPublisher:
         return last_seq
 
     def _drain(self, inflight: dict[int, int]) -> None:
-        deadline = threading.Event()
-        timer = threading.Timer(self._drain_deadline, deadline.set)
-        timer.start()
-        while inflight and self.connected and not deadline.is_set():
+        """Collect the acknowledgements still in flight, for at most ``drain_s``."""
+        deadline = time.monotonic() + self._drain_s
+        while inflight and self.connected and time.monotonic() < deadline:
             try:
                 event = self._events.get(timeout=0.05)
             except queue.Empty:
@@ -193,7 +192,6 @@ class OutboxPublisher:
             if isinstance(event, _Acked) and (seq := inflight.pop(event.mid, None)) is not None:
                 self._outbox.acknowledge([seq])
                 self.acknowledged += 1
-        timer.cancel()
 
     def _announce_online(self) -> None:
         status = EdgeStatus(hall=self._hall, source=self._source, state=DeviceState.ONLINE)
