@@ -7,13 +7,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aggregator.rules.service_time import (
+from hallwatch.config.models import HallConfig
+from hallwatch.service_time import (
     in_service_seconds,
     next_in_service,
     service_periods,
     when_in_service_reaches,
 )
-from hallwatch.config.models import HallConfig
 from tests.conftest import build_hall
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -2,7 +2,7 @@
 
 Policy:
 
-- A post's absence is counted in *service time* only (see :mod:`.service_time`): not at a
+- A post's absence is counted in *service time* only (see :mod:`hallwatch.service_time`): not at a
   lunch break the hall closes for, not outside opening hours, not on closed days.
 - The threshold is the post's ``off_post_after_s``, else the hall's
   ``thresholds.off_post_after_s``.
@@ -32,7 +32,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aggregator.alerts import AlertSink, alert_message
-from aggregator.rules.service_time import in_service_seconds, next_in_service
 from aggregator.store.state import Alert, DeviceStatus, EdgeStatusRow, PostStatus, StateStore
 from hallwatch.config.models import HallConfig, PostConfig
 from hallwatch.contract import (
@@ -43,6 +42,7 @@ from hallwatch.contract import (
     PostState,
     new_id,
 )
+from hallwatch.service_time import in_service_seconds, next_in_service
 
 logger = logging.getLogger(__name__)
 

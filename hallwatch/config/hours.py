@@ -13,9 +13,10 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hallwatch.config.errors import Loc, _Base, _raise_if
+from hallwatch.workdays import WorkCalendar
 
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
@@ -127,6 +128,14 @@ class ServiceHoursConfig(_Base):
         default_factory=list,
         description="Make-up working days (调休上班日) on a closed weekday; default hours.",
     )
+    national_calendar: bool = Field(
+        default=True,
+        description="Follow the national holiday calendar (法定节假日 closed, 调休 make-up "
+        "days open with default hours) on top of open_weekdays; closed_dates and "
+        "working_dates override it. Also the working-day calendar of case deadlines.",
+    )
+
+    _calendar: WorkCalendar | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceHoursConfig:
@@ -147,13 +156,28 @@ class ServiceHoursConfig(_Base):
         _raise_if(problems)
         return self
 
+    def calendar(self) -> WorkCalendar:
+        """The hall's working-day calendar (national calendar plus its own dates)."""
+        cal = self._calendar
+        if cal is None:
+            cal = WorkCalendar(
+                self.closed_dates, self.working_dates, national=self.national_calendar
+            )
+            self._calendar = cal
+        return cal
+
     def hours_on(self, day: date) -> DayHours | None:
         """The hours that apply on a local date, or ``None`` if the hall is closed."""
         if day in self.closed_dates:
             return None
         if day in self.working_dates:
             return self.default
+        holiday = self.calendar().national_holiday(day)
+        if holiday is True:
+            return None  # 法定节假日
         weekday = Weekday.of(day)
+        if holiday is False and weekday not in self.open_weekdays:
+            return self.default  # 调休: a weekend made a working day
         if weekday not in self.open_weekdays:
             return None
         return self.per_weekday.get(weekday, self.default)

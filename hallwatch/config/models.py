@@ -33,10 +33,12 @@ from pydantic import (
     model_validator,
 )
 
+from hallwatch.config.cases import CasePolicyConfig, DepartmentConfig, NotifyConfig, WindowConfig
 from hallwatch.config.errors import _SECRET_QUERY_KEYS as _SECRET_QUERY_KEYS
 from hallwatch.config.errors import Loc, _Base, _raise_if, mask_url
 from hallwatch.config.errors import LocatedValueError as LocatedValueError
 from hallwatch.config.errors import format_field_path as format_field_path
+from hallwatch.config.feeds import EvaluatorFeedConfig, QueueFeedConfig
 from hallwatch.config.hours import _TIME_RE as _TIME_RE
 from hallwatch.config.hours import DayHours as DayHours
 from hallwatch.config.hours import ServiceHoursConfig
@@ -343,6 +345,11 @@ class EdgeConfig(_Base):
         description="SQLite outbox of facts not yet acknowledged (relative to the "
         "working directory).",
     )
+    feed_state_path: Path = Field(
+        default=Path("var/edge-{hall}.feeds.sqlite"),
+        description="SQLite state of the queue machine and evaluator feeds (tickets, "
+        "cases' visits, ratings seen, dead letters); survives restarts.",
+    )
     source: str = Field(
         default="edge-{hall}",
         min_length=1,
@@ -374,8 +381,26 @@ class HallConfig(_Base):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Person detector.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker.")
     edge: EdgeConfig = Field(default_factory=EdgeConfig, description="Edge worker.")
+    departments: list[DepartmentConfig] = Field(
+        default_factory=list, description="Departments (部门) at the hall; ids unique."
+    )
+    windows: list[WindowConfig] = Field(
+        default_factory=list, description="Windows (窗口) and their departments; ids unique."
+    )
+    queue: QueueFeedConfig | None = Field(
+        default=None, description="Queue machine feed (排队叫号机); null: none."
+    )
+    evaluators: EvaluatorFeedConfig | None = Field(
+        default=None, description="Evaluator feed (评价器, 好差评); null: none."
+    )
+    cases: CasePolicyConfig = Field(
+        default_factory=CasePolicyConfig, description="异常办件 deadlines and escalation."
+    )
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig, description="Who gets the hall's 异常办件 by SMS."
+    )
 
-    @field_validator("cameras", "posts")
+    @field_validator("cameras", "posts", "departments", "windows")
     @classmethod
     def _unique_ids(cls, value: list[Any]) -> list[Any]:
         first: dict[str, int] = {}
@@ -427,6 +452,16 @@ class HallConfig(_Base):
             if post.off_post_after_s is not None and post.off_post_after_s < grace:
                 msg = f"must not be shorter than thresholds.presence_grace_s ({grace:g})"
                 problems.append((("posts", i, "off_post_after_s"), msg))
+        departments = {d.id for d in self.departments}
+        for i, win in enumerate(self.windows):
+            if win.department is not None and win.department not in departments:
+                msg = f"department {win.department!r} is not in departments"
+                problems.append((("windows", i, "department"), msg))
+        if self.queue is not None:
+            for i, svc in enumerate(self.queue.services):
+                if svc.department is not None and svc.department not in departments:
+                    msg = f"department {svc.department!r} is not in departments"
+                    problems.append((("queue", "services", i, "department"), msg))
         source = self.edge.source.replace("{hall}", self.hall.id)
         if not re.match(ID_PATTERN, source):
             msg = f"{source!r} is not a valid id ({ID_PATTERN}); is the hall id too long?"
@@ -434,6 +469,12 @@ class HallConfig(_Base):
         _raise_if(problems)
         self.edge.source = source
         self.edge.outbox_path = Path(str(self.edge.outbox_path).replace("{hall}", self.hall.id))
+        for feed in (self.queue, self.evaluators):
+            if feed is not None:
+                feed.topic = feed.topic.replace("{hall}", self.hall.id)
+        self.edge.feed_state_path = Path(
+            str(self.edge.feed_state_path).replace("{hall}", self.hall.id)
+        )
         return self
 
     @property
@@ -485,6 +526,24 @@ class HallConfig(_Base):
     def posts_for_camera(self, camera_id: str) -> list[PostConfig]:
         """The posts seen by one camera, in file order."""
         return [p for p in self.posts if p.camera == camera_id]
+
+    def window(self, window_id: str | None) -> WindowConfig | None:
+        """The configured window with this number, if any."""
+        for win in self.windows:
+            if win.id == window_id:
+                return win
+        return None
+
+    def department_of(self, window: str | None = None, service: str | None = None) -> str | None:
+        """The department of a window (from ``windows``), else of a service (``queue``)."""
+        win = self.window(window)
+        if win is not None and win.department is not None:
+            return win.department
+        if service is not None and self.queue is not None:
+            svc = self.queue.service(service)
+            if svc is not None:
+                return svc.department
+        return None
 
     def off_post_after_s_for(self, post: PostConfig | str) -> float:
         """The off-post threshold of a post: its override, else the hall's."""

@@ -1,0 +1,79 @@
+"""Facts from video and the edge itself: post presence, device state, pipeline stats."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from hallwatch.contract._base import ID_PATTERN, FactKind, _FactBase, _Model
+
+
+class PostState(StrEnum):
+    """在岗在位 / 离岗."""
+
+    ON_POST = "on_post"
+    OFF_POST = "off_post"
+
+
+class DeviceKind(StrEnum):
+    CAMERA = "camera"
+
+
+class DeviceState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class PresenceBody(_Model):
+    """A post's staffing changed, or a periodic summary of it."""
+
+    camera: str = Field(pattern=ID_PATTERN, description="Camera the post is seen by.")
+    post: str = Field(pattern=ID_PATTERN, description="Post id from the hall config.")
+    window: str | None = Field(default=None, max_length=32, description="Window number.")
+    state: PostState = Field(description="on_post or off_post.")
+    since: AwareDatetime = Field(description="When the post entered this state (UTC).")
+    summary: bool = Field(
+        default=False, description="True for a periodic summary, false for a change."
+    )
+    score: float | None = Field(
+        default=None, ge=0, le=1, description="Best accepted person score at the last look."
+    )
+
+
+class DeviceBody(_Model):
+    """A device went online or offline."""
+
+    device: str = Field(pattern=ID_PATTERN, description="Device id (a camera id for cameras).")
+    device_kind: DeviceKind = Field(description="What kind of device.")
+    state: DeviceState = Field(description="online or offline.")
+    reason: str = Field(default="", max_length=500, description="Why, for offline.")
+
+
+class StatsBody(_Model):
+    """The edge pipeline's own health over the last interval."""
+
+    interval_s: float = Field(gt=0, description="Length of the interval these figures cover.")
+    cameras_online: int = Field(ge=0, description="Cameras delivering frames.")
+    cameras_total: int = Field(ge=0, description="Cameras configured.")
+    frames_looked: int = Field(ge=0, description="Frames analysed in the interval.")
+    crops_inferred: int = Field(ge=0, description="Post crops run through the detector.")
+    crops_skipped: int = Field(ge=0, description="Post crops skipped by the motion gate.")
+    inference_ms_mean: float = Field(ge=0, description="Mean detector time per crop.")
+    outbox_depth: int = Field(ge=0, description="Facts written but not yet acknowledged.")
+
+
+class PresenceFact(_FactBase):
+    kind: Literal[FactKind.PRESENCE] = FactKind.PRESENCE
+    body: PresenceBody
+
+
+class DeviceFact(_FactBase):
+    kind: Literal[FactKind.DEVICE] = FactKind.DEVICE
+    body: DeviceBody
+
+
+class StatsFact(_FactBase):
+    kind: Literal[FactKind.STATS] = FactKind.STATS
+    body: StatsBody
