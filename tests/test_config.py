@@ -302,6 +302,7 @@ def test_example_validates(
 ) -> None:
     for name in ("HALL_CAM1_USER", "HALL_CAM1_PASSWORD", "HALL_MQTT_USER", "HALL_MQTT_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("HALLWATCH_APPLICANT_SALT", raising=False)
     assert validate_config_file(EXAMPLE) == 0
     out, err = capsys.readouterr()
     assert out == f"{EXAMPLE}: OK (hall demo-county-hall, 2 cameras, 5 posts)\n"
@@ -315,6 +316,7 @@ def test_example_loads_with_its_environment(monkeypatch: pytest.MonkeyPatch) -> 
         "HALL_CAM1_PASSWORD": "p@ss",
         "HALL_MQTT_USER": "edge",
         "HALL_MQTT_PASSWORD": "mq",
+        "HALLWATCH_APPLICANT_SALT": "a-long-enough-salt",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -325,6 +327,13 @@ def test_example_loads_with_its_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert config.mqtt.password.get_secret_value() == "mq"
     assert config.edge.source == "edge-demo-county-hall"
     assert config.off_post_after_s_for("w03") == 600
+    assert config.queue is not None and config.queue.topic == "qms/demo-county-hall/#"
+    assert config.queue.applicant_salt.get_secret_value() == "a-long-enough-salt"
+    assert config.queue.wait_limit_s("C") == 2400 and config.queue.wait_limit_s("A") == 1800
+    assert config.queue.promised_trips_for("C") == 2 and config.queue.promised_trips_for("Z") == 1
+    assert config.department_of(window="2") == "social-security"
+    assert config.department_of(window="9", service="C") == "real-estate"
+    assert str(config.edge.feed_state_path) == "var/edge-demo-county-hall.feeds.sqlite"
     assert not config.cameras[0].is_file and config.cameras[1].is_file
     again = HallConfig.model_validate(config.model_dump(context={"reveal_secrets": True}))
     assert again == config
