@@ -87,6 +87,25 @@ class AggregatorSettings(BaseSettings):
     sse_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat comment period on /api/v1/live."
     )
+    sms_gateway_url: str | None = Field(
+        default=None,
+        repr=False,  # may hold credentials; log it through hallwatch.config.errors.mask_url
+        description="HTTP(S) SMS gateway the 异常办件 texts are POSTed to (JSON "
+        "``{to, text, id}``); None or empty: SMS off. Credentials in it are logged masked.",
+    )
+    sms_gateway_token: SecretStr | None = Field(
+        default=None, description="SMS gateway token, sent as ``Authorization: Bearer …``."
+    )
+    sms_max_per_hour: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Texts per recipient in any sliding hour; more are counted and logged, "
+        "not sent.",
+    )
+    sms_timeout_s: float = Field(
+        default=5, gt=0, le=60, description="Timeout of one request to the SMS gateway."
+    )
 
     @field_validator("halls", mode="before")
     @classmethod
