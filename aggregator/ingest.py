@@ -10,6 +10,9 @@ acknowledging the message.
 One fact = one transaction: the dedup ledger row (``SeenFact``; a duplicate id fails
 its primary key, atomically, across replicas), the time-series points (idempotent by id)
 and the state update commit together; live events and alerts go out after the commit.
+Ticket, wait, trips and rating facts go to the 异常办件 register
+(:class:`aggregator.cases.register.CaseRegister`) inside that transaction; queue gauges
+update ``QueueStatus``. An older fact never overwrites newer state.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from datetime import datetime
 from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from aggregator.bus import LiveBus, LiveEvent
+from aggregator.cases.models import Anomaly, QueueStatus
+from aggregator.cases.register import CaseRegister
 from aggregator.rules.off_post import OffPostRule, PostSnapshot
 from aggregator.store.state import DeviceStatus, EdgeStatusRow, PostStatus, SeenFact, StateStore
 from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
@@ -33,8 +38,13 @@ from hallwatch.contract import (
     AlertMessage,
     ContractError,
     DeviceFact,
+    Fact,
     PresenceFact,
-    StatsFact,
+    QueueFact,
+    RatingFact,
+    TicketFact,
+    TripsFact,
+    WaitFact,
     hall_of_topic,
     parse_edge_status,
     parse_fact,
@@ -78,8 +88,6 @@ class _DuplicateError(Exception):
     pass
 
 
-Fact = PresenceFact | DeviceFact | StatsFact
-
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
 """Envelope fields the contract defaults but every received fact must carry."""
 
@@ -94,6 +102,8 @@ class Ingestor:
         bus: Live bus for presence/device/edge events (None: no live events).
         rule: The off-post rule, told about presence and observation changes and
             evaluated after each presence change (None: no rules).
+        cases: The 异常办件 register, told about ticket, wait, trips and rating facts
+            (None: those facts are only stored as series).
         clock: Source of "now" (tests pass a fake one).
     """
 
@@ -105,6 +115,7 @@ class Ingestor:
         bus: LiveBus | None = None,
         *,
         rule: OffPostRule | None = None,
+        cases: CaseRegister | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.state = state
@@ -112,6 +123,7 @@ class Ingestor:
         self.halls = halls
         self.bus = bus
         self.rule = rule
+        self.cases = cases
         self.clock = clock
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
@@ -187,6 +199,8 @@ class Ingestor:
         now = self.clock()
         events: list[LiveEvent] = []
         alerts: list[AlertMessage] = []
+        case_alerts: list[AlertMessage] = []
+        touched: list[Anomaly] = []
         presence_changed = False
         try:
             with self.state.session() as session:
@@ -208,11 +222,22 @@ class Ingestor:
                     presence_changed = self._presence(session, fact, now, events, alerts)
                 elif isinstance(fact, DeviceFact):
                     self._device(session, fact, events)
+                elif isinstance(fact, QueueFact):
+                    self._queue(session, fact, now, events)
+                elif self.cases is not None and isinstance(
+                    fact, WaitFact | TripsFact | RatingFact | TicketFact
+                ):
+                    case_alerts = self._cases(session, fact, now, touched)
         except _DuplicateError:
             logger.debug("duplicate fact %s dropped", fact.id)
             return IngestOutcome.DUPLICATE
         LAG.observe(max(0.0, (now - fact.ts).total_seconds()))
         self._notify(events, alerts)
+        if self.cases is not None and (touched or case_alerts):
+            try:
+                self.cases.after_commit(touched, case_alerts)
+            except Exception:  # the fact and its anomalies are stored
+                logger.exception("publishing anomalies of fact %s failed", fact.id)
         if presence_changed and self.rule is not None:
             try:
                 self.rule.evaluate(now, hall=fact.hall)
@@ -309,6 +334,57 @@ class Ingestor:
                 },
             )
         )
+
+    def _cases(
+        self,
+        session: Session,
+        fact: WaitFact | TripsFact | RatingFact | TicketFact,
+        now: datetime,
+        touched: list[Anomaly],
+    ) -> list[AlertMessage]:
+        assert self.cases is not None
+        try:
+            with session.begin_nested():
+                return self.cases.on_fact(session, fact, now, touched)
+        except SQLAlchemyError:
+            raise  # infrastructure: the fact is retried
+        except Exception:  # a bug must not block ingest: the fact is stored without it
+            logger.exception("the anomaly register failed on fact %s; fact stored", fact.id)
+            touched.clear()
+            return []
+
+    def _queue(
+        self, session: Session, fact: QueueFact, now: datetime, events: list[LiveEvent]
+    ) -> None:
+        changed = []
+        for item in fact.body.services:
+            row = session.get(QueueStatus, (fact.hall, item.service))
+            if row is None:
+                row = QueueStatus(
+                    hall=fact.hall,
+                    service=item.service,
+                    waiting=item.waiting,
+                    longest_wait_s=item.longest_wait_s,
+                    ts=fact.ts,
+                    updated_at=now,
+                )
+                session.add(row)
+            elif fact.ts < row.ts:
+                continue  # an older gauge: the stored one is newer
+            else:
+                row.waiting, row.longest_wait_s = item.waiting, item.longest_wait_s
+                row.ts, row.updated_at = fact.ts, now
+            changed.append(
+                {
+                    "service": item.service,
+                    "waiting": item.waiting,
+                    "longest_wait_s": item.longest_wait_s,
+                }
+            )
+        if changed:
+            events.append(
+                LiveEvent("queue", fact.hall, {"ts": fact.ts.isoformat(), "services": changed})
+            )
 
     def _edge_status(self, hall: str, payload: bytes) -> IngestOutcome:
         try:

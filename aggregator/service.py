@@ -1,5 +1,10 @@
 """The aggregator process, wired: stores, ingest, MQTT, the rule ticker and the HTTP API.
 
+The rule ticker runs the off-post rule and the 异常办件 escalation
+(:meth:`~aggregator.cases.register.CaseRegister.escalate`) every ``rule_tick_s``;
+anomaly alerts go to the same sinks as off-post alerts, and to SMS when
+``HALLWATCH_SMS_GATEWAY_URL`` is set.
+
 :class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
 Everything runs in background threads of the calling process, so the demo can run an
 edge worker, an embedded broker and the aggregator side by side.
@@ -28,8 +33,11 @@ from aggregator.alerts import BusAlertSink, FanoutSink
 from aggregator.api.deps import ApiServices
 from aggregator.api.main import create_app
 from aggregator.bus import LiveBus
+from aggregator.cases.notify import CaseNotifier
+from aggregator.cases.register import CaseRegister
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
+from aggregator.notify.sms import SmsNotifier
 from aggregator.rules.off_post import OffPostRule
 from aggregator.settings import AggregatorSettings
 from aggregator.store.state import StateStore
@@ -89,8 +97,22 @@ class AggregatorService:
         self.bus = LiveBus()
         self.sink = FanoutSink([BusAlertSink(self.bus)])
         self.rule = OffPostRule(self.state, self.halls, self.sink)
+        self.sms = SmsNotifier.from_settings(settings)
+        self.cases = CaseRegister(
+            self.state,
+            self.halls,
+            CaseNotifier(self.halls, self.sink, self.sms),
+            bus=self.bus,
+            clock=clock,
+        )
         self.ingestor = Ingestor(
-            self.state, self.series, self.halls, self.bus, rule=self.rule, clock=clock
+            self.state,
+            self.series,
+            self.halls,
+            self.bus,
+            rule=self.rule,
+            cases=self.cases,
+            clock=clock,
         )
         self.mqtt: MqttIngest | None = None
         mqtt_connected: Callable[[], bool] | None = None
@@ -103,6 +125,7 @@ class AggregatorService:
                 state=self.state,
                 halls=self.halls,
                 bus=self.bus,
+                cases=self.cases,
                 mqtt_connected=mqtt_connected,
                 sse_heartbeat_s=settings.sse_heartbeat_s,
             )
@@ -150,6 +173,8 @@ class AggregatorService:
         )
         self.state.create_all()
         self._stop.clear()
+        if self.sms is not None:
+            self.sms.start()
         if self.mqtt is not None:
             self.mqtt.start()
         self._ticker = threading.Thread(target=self._tick, name="hallwatch-rules", daemon=True)
@@ -201,10 +226,15 @@ class AggregatorService:
 
     def _tick(self) -> None:
         while not self._stop.wait(self.settings.rule_tick_s):
+            now = self.clock()
             try:
-                self.rule.evaluate(self.clock())
+                self.rule.evaluate(now)
             except Exception:
                 logger.exception("rule evaluation failed; retrying at the next tick")
+            try:
+                self.cases.escalate(now)
+            except Exception:
+                logger.exception("anomaly escalation failed; retrying at the next tick")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop everything (idempotent). Unacknowledged facts stay with the broker."""
@@ -220,6 +250,8 @@ class AggregatorService:
             self._ticker = None
         if self.mqtt is not None:
             self.mqtt.stop(timeout)
+        if self.sms is not None:
+            self.sms.stop(timeout)
         if self._socket is not None:
             self._socket.close()
         self.series.close()

@@ -10,17 +10,25 @@ user with role and halls) goes into :func:`get_visible_halls`, which then return
 user's halls; every route already scopes its data by ``HallsDep``, and the ``/api/v1``
 router in :mod:`aggregator.api.routes` is where a router-wide authentication dependency
 is added.
+
+Roles (``Role``, ``Caller``, ``CallerDep``, :func:`require_roles`): every route of the
+异常办件 register declares the roles it admits. Until the access-control issue lands,
+:func:`get_caller` returns the embedded single-user caller (``local``, role ``admin``).
+Login plugs in by replacing :func:`get_caller` (e.g. ``app.dependency_overrides`` or a
+token → user lookup here); :func:`require_roles` and the routes stay as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
 from aggregator.bus import LiveBus
+from aggregator.cases.register import CaseRegister
 from aggregator.store.state import StateStore
 from hallwatch.config.models import HallConfig
 
@@ -36,11 +44,14 @@ class ApiServices:
         mqtt_connected: Reports whether ingest is connected to the broker (None: no MQTT,
             e.g. in tests; health then reports ``mqtt: not configured`` and stays ok).
         sse_heartbeat_s: Period of the heartbeat comment on ``/api/v1/live``.
+        cases: The 异常办件 register (None: one over ``state`` and ``halls`` is made on
+            first use, without notifications).
     """
 
     state: StateStore
     halls: Mapping[str, HallConfig]
     bus: LiveBus = field(default_factory=LiveBus)
+    cases: CaseRegister | None = None
     mqtt_connected: Callable[[], bool] | None = None
     sse_heartbeat_s: float = 15.0
 
@@ -87,3 +98,69 @@ def get_hall(hall: str, halls: HallsDep) -> HallConfig:
 
 
 HallDep = Annotated[HallConfig, Depends(get_hall)]
+
+
+def get_cases(services: ServicesDep) -> CaseRegister:
+    """The 异常办件 register."""
+    if services.cases is None:
+        services.cases = CaseRegister(services.state, services.halls, bus=services.bus)
+    return services.cases
+
+
+CasesDep = Annotated[CaseRegister, Depends(get_cases)]
+
+
+class Role(StrEnum):
+    """Roles of API callers."""
+
+    SUPERVISION_OFFICER = "supervision_officer"
+    """电子监察 officer: enters and decides anomalies."""
+    HALL_MANAGER = "hall_manager"
+    """Hall manager: appeals and rectifies the hall's anomalies."""
+    AUDITOR = "auditor"
+    """Reads everything, changes nothing."""
+    ADMIN = "admin"
+    """Everything."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a name (recorded as the actor of changes) and a role."""
+
+    name: str
+    role: Role
+
+
+LOCAL_CALLER = Caller(name="local", role=Role.ADMIN)
+"""The embedded single-user caller, until access control arrives."""
+
+
+def get_caller() -> Caller:
+    """The caller of this request (the embedded ``local`` admin for now; login replaces
+    this dependency)."""
+    return LOCAL_CALLER
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_roles(*roles: Role) -> Callable[[Caller], Caller]:
+    """A dependency admitting only callers with one of ``roles``.
+
+    Example:
+        ``caller: Annotated[Caller, Depends(require_roles(Role.ADMIN))]``
+
+    Returns:
+        A dependency returning the caller, raising HTTP 403 for another role.
+    """
+    allowed = frozenset(roles)
+
+    def dependency(caller: CallerDep) -> Caller:
+        if caller.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role {caller.role.value} may not do this ({names})"
+            )
+        return caller
+
+    return dependency

@@ -31,7 +31,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from hallwatch.contract import DeviceFact, PostState, PresenceFact, StatsFact
+from hallwatch.contract import (
+    DeviceFact,
+    Fact,
+    PostState,
+    PresenceFact,
+    QueueFact,
+    RatingFact,
+    RatingLevel,
+    StatsFact,
+    TicketFact,
+    TripsFact,
+    WaitFact,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,20 @@ FieldValue = float | int | str | bool
 MEASUREMENT_PRESENCE = "post_presence"
 MEASUREMENT_DEVICE = "device_status"
 MEASUREMENT_EDGE = "edge_pipeline"
+MEASUREMENT_TICKET = "ticket_event"
+MEASUREMENT_QUEUE = "queue"
+MEASUREMENT_WAIT = "wait_over_limit"
+MEASUREMENT_TRIPS = "trips_over_promise"
+MEASUREMENT_RATING = "rating"
+
+RATING_SCORES: dict[RatingLevel, int] = {
+    RatingLevel.VERY_SATISFIED: 5,
+    RatingLevel.SATISFIED: 4,
+    RatingLevel.BASICALLY_SATISFIED: 3,
+    RatingLevel.DISSATISFIED: 2,
+    RatingLevel.VERY_DISSATISFIED: 1,
+}
+"""Score of a rating level in the ``rating`` measurement (5 = 非常满意)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +234,83 @@ class SqliteTimeSeriesStore:
             self._conn.close()
 
 
-def facts_to_points(fact: PresenceFact | DeviceFact | StatsFact) -> list[Point]:
+def facts_to_points(fact: Fact) -> list[Point]:
     """Map one fact onto time-series points (at the fact's observation time ``ts``).
 
     - presence → ``post_presence`` (tags hall, camera, post[, window]; fields ``on_post``
       0/1, ``summary``[, ``score``]);
     - device → ``device_status`` (tags hall, device, kind; fields ``online`` 0/1, ``reason``);
-    - stats → ``edge_pipeline`` (tags hall, source; every numeric body field).
+    - stats → ``edge_pipeline`` (tags hall, source; every numeric body field);
+    - ticket → ``ticket_event`` (tags hall, service, event[, window, channel, outcome];
+      fields ``count`` 1[, ``wait_s``]), at the event time;
+    - queue → ``queue``, one point per service (tags hall, service; fields ``waiting``,
+      ``longest_wait_s``);
+    - wait → ``wait_over_limit`` (tags hall, service[, channel]; fields ``waited_s``,
+      ``limit_s``, ``leg``);
+    - trips → ``trips_over_promise`` (tags hall, service[, window]; fields ``trips``,
+      ``promised``);
+    - rating → ``rating`` (tags hall, level, channel[, window, attitude]; fields ``score``
+      5 … 1, ``bad`` 0/1, ``evaluation``).
+
+    Ticket numbers, ticket and case ids, applicant keys and staff ids are never tags.
     """
+    if isinstance(fact, PresenceFact | DeviceFact | StatsFact):
+        return _video_points(fact)
+    if isinstance(fact, QueueFact):
+        return [
+            Point(
+                MEASUREMENT_QUEUE,
+                {"hall": fact.hall, "service": q.service},
+                {"waiting": q.waiting, "longest_wait_s": float(q.longest_wait_s)},
+                fact.ts,
+                f"{fact.id}:{q.service}",
+            )
+            for q in fact.body.services
+        ]
+    tags: dict[str, str] = {"hall": fact.hall}
+    fields: dict[str, FieldValue]
+    if isinstance(fact, TicketFact):
+        t = fact.body
+        tags |= {"service": t.service, "event": t.event.value}
+        _optional(tags, window=t.window, channel=t.channel, outcome=t.outcome)
+        fields = {"count": 1}
+        if t.wait_s is not None:
+            fields["wait_s"] = float(t.wait_s)
+        return [Point(MEASUREMENT_TICKET, tags, fields, t.at, fact.id)]
+    if isinstance(fact, WaitFact):
+        w = fact.body
+        tags["service"] = w.service
+        _optional(tags, channel=w.channel)
+        fields = {"waited_s": float(w.waited_s), "limit_s": float(w.limit_s), "leg": w.leg}
+        return [Point(MEASUREMENT_WAIT, tags, fields, fact.ts, fact.id)]
+    if isinstance(fact, TripsFact):
+        tr = fact.body
+        tags["service"] = tr.service
+        _optional(tags, window=tr.window)
+        fields = {"trips": tr.trips, "promised": tr.promised}
+        return [Point(MEASUREMENT_TRIPS, tags, fields, fact.ts, fact.id)]
+    return [_rating_point(fact)]
+
+
+def _optional(tags: dict[str, str], **values: object) -> None:
+    for key, value in values.items():
+        if value is not None:
+            tags[key] = str(value)
+
+
+def _rating_point(fact: RatingFact) -> Point:
+    r = fact.body
+    tags = {"hall": fact.hall, "level": r.level.value, "channel": r.channel.value}
+    _optional(tags, window=r.window, attitude=r.attitude)
+    fields: dict[str, FieldValue] = {
+        "score": RATING_SCORES[r.level],
+        "bad": int(r.level.is_bad),
+        "evaluation": r.evaluation,
+    }
+    return Point(MEASUREMENT_RATING, tags, fields, fact.ts, fact.id)
+
+
+def _video_points(fact: PresenceFact | DeviceFact | StatsFact) -> list[Point]:
     if isinstance(fact, PresenceFact):
         b = fact.body
         tags = {"hall": fact.hall, "camera": b.camera, "post": b.post}
