@@ -238,6 +238,17 @@ def test_wait_opens_without_window_and_the_call_fills_it(h: Harness) -> None:
     assert [e.type for e in h.bus.events].count("anomaly") == 2
 
 
+def test_a_call_that_arrives_before_its_wait_fact_still_fills_the_window(h: Harness) -> None:
+    # Replicas or a replay can deliver the call first: the call is remembered.
+    h.feed(h.ticket(TicketEventType.CALLED, t("10:41"), "1", staff="s01", wait_s=2460))
+    assert h.anomalies() == []
+    h.feed(h.wait(t("10:30")))
+    a = h.one()
+    assert (a.window, a.staff, a.department) == ("1", "s01", "tax")
+    assert h.evidence(a.id) == ["wait", "ticket"]
+    assert [x[0] for x in h.actions(a.id)] == ["opened", "window_filled"]
+
+
 def test_a_late_call_of_an_earlier_leg_does_not_fill_a_later_leg(h: Harness) -> None:
     h.feed(h.wait(t("10:30"), leg=1))
     h.feed(h.ticket(TicketEventType.CALLED, t("10:40"), "1"))

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aggregator.cases import lifecycle as lc
-from aggregator.cases.models import Anomaly, AnomalyEvidence
+from aggregator.cases.models import Anomaly, AnomalyEvidence, TicketCall
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
     AnomalyKind,
@@ -196,8 +196,43 @@ def on_wait(
         description=desc,
         department=hall.department_of(service=b.service),
     )
-    if anomaly is not None:
-        out.add(anomaly, alert=True)
+    if anomaly is None:
+        return
+    call = session.scalars(
+        select(TicketCall)
+        .where(
+            TicketCall.hall == hall.hall.id,
+            TicketCall.ticket_id == b.ticket_id,
+            TicketCall.at >= fact.ts - CLOCK_SKEW,
+        )
+        .order_by(TicketCall.at)
+    ).first()
+    if call is not None:  # the call's fact came first (out of order): use it now
+        _fill_window(session, hall, anomaly, call.window, call.staff, None, now)
+        add_evidence(
+            session, anomaly, fact_id=call.fact_id, fact_kind="ticket", ts=call.at,
+            payload=call.payload,
+        )  # fmt: skip
+    out.add(anomaly, alert=True)
+
+
+def _fill_window(
+    session: Session,
+    hall: HallConfig,
+    anomaly: Anomaly,
+    window: str,
+    staff: str | None,
+    case_no: str | None,
+    now: datetime,
+) -> bool:
+    """Set a wait anomaly's window, staff and department; True if that made it red."""
+    anomaly.window, anomaly.staff = window, staff
+    anomaly.department = hall.department_of(window=window, service=anomaly.service)
+    if anomaly.case_no is None and case_no is not None:
+        anomaly.case_no = case_no
+    note = f"叫号：{window}号窗口" + (f"，工作人员{staff}" if staff else "")
+    lc.apply(session, anomaly, now, actor=lc.SYSTEM, action=lc.Action.WINDOW_FILLED, note=note)
+    return lc.red_card_by_count(session, hall, anomaly, now)
 
 
 def on_ticket(
@@ -208,6 +243,12 @@ def on_ticket(
     b = fact.body
     if b.event not in CALLS or b.window is None:
         return
+    session.add(
+        TicketCall(
+            fact_id=fact.id, hall=hall.hall.id, ticket_id=b.ticket_id, at=b.at,
+            window=b.window, staff=b.staff, payload=_payload(fact),
+        )
+    )  # fmt: skip
     stmt = (
         select(Anomaly)
         .where(
@@ -222,14 +263,8 @@ def on_ticket(
     anomaly = session.scalars(stmt).first()
     if anomaly is None:
         return
-    anomaly.window, anomaly.staff = b.window, b.staff
-    anomaly.department = hall.department_of(window=b.window, service=anomaly.service)
-    if anomaly.case_no is None and b.case_no is not None:
-        anomaly.case_no = b.case_no
     _fact_evidence(session, anomaly, fact)
-    note = f"{b.event.value}：{b.window}号窗口" + (f"，工作人员{b.staff}" if b.staff else "")
-    lc.apply(session, anomaly, now, actor=lc.SYSTEM, action=lc.Action.WINDOW_FILLED, note=note)
-    red = lc.red_card_by_count(session, hall, anomaly, now)
+    red = _fill_window(session, hall, anomaly, b.window, b.staff, b.case_no, now)
     out.add(anomaly, alert=red)
 
 

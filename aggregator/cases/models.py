@@ -7,6 +7,8 @@
   (one row per anomaly and fact id).
 - :class:`AnomalyTransition`: 全程留痕, one row per change.
 - :class:`QueueStatus`: the current queue of each service, from ``queue`` facts.
+- :class:`TicketCall`: every call of a ticket by a window, so that a wait anomaly gets
+  its window even when the call's fact arrives before the wait fact (replicas, replays).
 """
 
 from __future__ import annotations
@@ -116,3 +118,18 @@ class QueueStatus(Base):
     longest_wait_s: Mapped[float] = mapped_column(Float)
     ts: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class TicketCall(Base):
+    """A window called (or started serving) a ticket: from ``ticket`` facts."""
+
+    __tablename__ = "ticket_calls"
+    __table_args__ = (Index("ticket_calls_by_ticket", "hall", "ticket_id", "at"),)
+
+    fact_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hall: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime]
+    window: Mapped[str] = mapped_column(String(64))
+    staff: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
