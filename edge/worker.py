@@ -6,7 +6,10 @@ Threads:
   reconnects with backoff, reports online/offline; a camera's failure stays its own;
 - one analysis thread: every ``look_interval_s`` takes each camera's latest frame and looks
   at its posts (the detector runs one crop at a time, so two cores serve many cameras);
-- one publisher thread (``edge.comms``): drains the outbox to the broker.
+- one publisher thread (``edge.comms``): drains the outbox to the broker;
+- with a ``queue`` or ``evaluators`` section, one feed runner (``edge.feeds.runner``):
+  an MQTT client for the queue machine and evaluators and one thread turning their
+  messages into facts (state in ``edge.feed_state_path``).
 
 Every fact is appended to the outbox before anything publishes it.
 """
@@ -23,6 +26,10 @@ from pathlib import Path
 from edge.analysis import CameraAnalysis
 from edge.comms.mqtt_publisher import BrokerSettings, OutboxPublisher
 from edge.detectors import Detector, create_detector
+from edge.feeds.base import Feed, FeedStore
+from edge.feeds.queue_feed import QueueFeed
+from edge.feeds.ratings import EvaluatorFeed
+from edge.feeds.runner import FeedRunner
 from edge.outbox import Outbox
 from edge.sources import CameraWatchdog
 from hallwatch.config import HallConfig
@@ -100,9 +107,24 @@ class EdgeWorker:
         self.source = config.edge.source
         self._detector = detector or detector_for(config)
         self.outbox = Outbox(outbox_path or config.edge.outbox_path)
-        self.publisher = OutboxPublisher(
-            self.outbox, broker or broker_settings(config), hall=self.hall, source=self.source
-        )
+        settings = broker or broker_settings(config)
+        self.publisher = OutboxPublisher(self.outbox, settings, hall=self.hall, source=self.source)
+        self.feed_store: FeedStore | None = None
+        self.feeds: FeedRunner | None = None
+        if config.queue is not None or config.evaluators is not None:
+            self.feed_store = FeedStore(config.edge.feed_state_path)
+            feeds: list[Feed] = []
+            if config.queue is not None:
+                feeds.append(QueueFeed(config, self.feed_store))
+            if config.evaluators is not None:
+                feeds.append(EvaluatorFeed(config, self.feed_store))
+            self.feeds = FeedRunner(
+                feeds,
+                settings,
+                self.write,
+                client_id=f"{settings.client_id or self.source}-feeds",
+                store=self.feed_store,
+            )
         self._status: queue.Queue[_CameraStatus] = queue.Queue()
         self._stats_interval_s = stats_interval_s
         self.analyses = {
@@ -145,6 +167,8 @@ class EdgeWorker:
     def start(self) -> None:
         """Start publishing, the cameras and the analysis."""
         self.publisher.start()
+        if self.feeds is not None:
+            self.feeds.start()
         for watchdog in self.watchdogs.values():
             watchdog.start()
         for thread in self._threads:
@@ -170,6 +194,10 @@ class EdgeWorker:
                 thread.join(timeout=10)
         for watchdog in self.watchdogs.values():
             watchdog.stop()
+        if self.feeds is not None:
+            self.feeds.stop()
+        if self.feed_store is not None:
+            self.feed_store.close()
         self.publisher.stop()
         self.outbox.close()
 

@@ -99,6 +99,10 @@ def anomaly_event(anomaly: Anomaly) -> LiveEvent:
             "level": anomaly.level,
             "window": anomaly.window,
             "department": anomaly.department,
+            "staff": anomaly.staff,
+            "service": anomaly.service,
+            "case_no": anomaly.case_no,
+            "description": anomaly.description,
             "opened": anomaly.opened.isoformat(),
             "rectify_deadline": (
                 anomaly.rectify_deadline.isoformat() if anomaly.rectify_deadline else None

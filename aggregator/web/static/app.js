@@ -3,7 +3,18 @@
 
 const STATE_LABEL = { on_post: "在岗", off_post: "离岗" };
 const halls = new Map(); // hall id -> {info, posts: Map(post id -> post), el}
-const alerts = new Map(); // alert id -> alert
+const alerts = new Map(); // off-post alert id -> alert
+const anomalies = new Map(); // anomaly id -> anomaly (异常办件)
+const WAIT_LIMIT_S = 30 * 60;
+const KIND_LABEL = {
+  wait_over_limit: "等待超时", trips_over_promise: "跑动超承诺", bad_rating: "差评",
+  bad_attitude: "服务态度差", manual: "人工登记",
+};
+const CASE_STATE_LABEL = {
+  open: "待整改", appealed: "申诉中", upheld: "申诉不成立", overturned: "申诉成立",
+  rectified: "已整改", closed: "已办结",
+};
+const LEVEL_LABEL = { warning: "黄牌", red: "红牌" };
 
 function fmtTime(iso, tz) {
   if (!iso) return "";
@@ -72,6 +83,50 @@ function renderHall(hall) {
   hall.el.querySelector(".hall-meta").textContent =
     `${info.in_service ? "服务时间" : "非服务时间"} · ${edge} · 在岗 ${c.on_post} / 离岗 ${c.off_post} / 共 ${c.posts}`;
   for (const post of hall.posts.values()) renderTile(hall, post);
+  renderQueues(hall);
+}
+
+function renderQueues(hall) {
+  const box = hall.el.querySelector(".queues");
+  box.replaceChildren();
+  const services = [...(hall.queues || new Map()).values()].sort((a, b) => (a.service < b.service ? -1 : 1));
+  for (const q of services) {
+    const chip = document.createElement("span");
+    chip.className = `queue${q.longest_wait_s >= WAIT_LIMIT_S ? " over" : ""}`;
+    chip.dataset.service = q.service;
+    const wait = q.waiting ? ` · 最长 ${Math.floor(q.longest_wait_s / 60)} 分钟` : "";
+    chip.textContent = `${q.name || q.service} 等候 ${q.waiting} 人${wait}`;
+    box.appendChild(chip);
+  }
+}
+
+function renderAnomalies() {
+  const list = document.getElementById("anomalies");
+  list.replaceChildren();
+  const live = [...anomalies.values()].filter((a) => a.state !== "closed" && a.state !== "overturned");
+  const sorted = live.sort((a, b) => (a.opened < b.opened ? 1 : -1)).slice(0, 100);
+  for (const a of sorted) {
+    const hall = halls.get(a.hall);
+    const tz = hall ? hall.info.timezone : undefined;
+    const li = document.createElement("li");
+    li.className = `anomaly level-${a.level}`;
+    li.dataset.id = a.id;
+    li.dataset.kind = a.kind;
+    const title = document.createElement("div");
+    const where = a.window ? ` ${a.window}号窗口` : "";
+    title.textContent = `【${LEVEL_LABEL[a.level] || a.level}】${KIND_LABEL[a.kind] || a.kind} · ${hall ? hall.info.name : a.hall}${where}`;
+    const when = document.createElement("div");
+    when.className = "when";
+    const due = a.rectify_deadline ? ` · 整改期限 ${fmtTime(a.rectify_deadline, tz)}` : "";
+    when.textContent = `${CASE_STATE_LABEL[a.state] || a.state} · ${fmtTime(a.opened, tz)}${due}`;
+    const msg = document.createElement("div");
+    msg.textContent = (a.description || "") + (a.case_no ? `（办件 ${a.case_no}）` : "");
+    li.append(title, when, msg);
+    list.appendChild(li);
+  }
+  const red = live.filter((a) => a.level === "red").length;
+  document.getElementById("anomaly-count").textContent = live.length ? `${live.length} 件，红牌 ${red}` : "";
+  document.getElementById("no-anomalies").hidden = live.length > 0;
 }
 
 function recount(hall) {
@@ -117,12 +172,17 @@ async function loadAll() {
       const old = hall.posts.get(p.id);
       hall.posts.set(p.id, Object.assign(old || {}, p));
     }
+    const hallPath = `/api/v1/halls/${encodeURIComponent(info.id)}`;
+    hall.queues = new Map((await getJson(`${hallPath}/queue`)).map((q) => [q.service, q]));
+    const open = await getJson(`${hallPath}/anomalies?limit=200`);
+    for (const a of open.items) anomalies.set(a.id, a);
     renderHall(hall);
   }
   const page = await getJson("/api/v1/alerts?limit=100");
   alerts.clear();
   for (const a of page.items) alerts.set(a.id, a);
   renderAlerts();
+  renderAnomalies();
 }
 
 function onPresence(ev) {
@@ -153,8 +213,24 @@ async function onEdge(ev) {
   renderHall(hall);
 }
 
+function onAnomaly(ev) {
+  const d = JSON.parse(ev.data);
+  anomalies.set(d.id, Object.assign(anomalies.get(d.id) || {}, d));
+  renderAnomalies();
+}
+
+function onQueue(ev) {
+  const d = JSON.parse(ev.data);
+  const hall = halls.get(d.hall);
+  if (!hall) return;
+  hall.queues = hall.queues || new Map();
+  for (const q of d.services) hall.queues.set(q.service, Object.assign(hall.queues.get(q.service) || {}, q));
+  renderQueues(hall);
+}
+
 function onAlert(ev) {
   const a = JSON.parse(ev.data);
+  if (a.kind !== "off_post") return; // 异常办件 arrive as "anomaly" events
   alerts.set(a.id, a);
   const hall = halls.get(a.hall);
   const post = hall && a.post ? hall.posts.get(a.post) : undefined;
@@ -184,6 +260,8 @@ function connect() {
   es.addEventListener("device", onDevice);
   es.addEventListener("edge", (ev) => onEdge(ev).catch(console.error));
   es.addEventListener("alert", onAlert);
+  es.addEventListener("anomaly", onAnomaly);
+  es.addEventListener("queue", onQueue);
 }
 
 loadAll()
@@ -195,4 +273,5 @@ loadAll()
 setInterval(() => {
   for (const hall of halls.values()) renderHall(hall);
   renderAlerts();
+  renderAnomalies();
 }, 30000);

@@ -1,0 +1,243 @@
+"""Runs device feeds: one MQTT client in, one thread calling the feeds, facts out.
+
+- One paho client subscribes (QoS 1) to every feed's topic filter; its callbacks only
+  enqueue. Paho reconnects with backoff (1 s doubling to 30 s) and the session is kept
+  (``clean_session=False``), so the broker holds QoS 1 messages during short outages.
+- One thread takes messages in arrival order, routes each to the feed whose filter
+  matches its topic, calls :meth:`Feed.handle`, and calls every feed's :meth:`Feed.tick`
+  about every ``tick_interval_s``. Each returned fact is passed to ``write`` (the
+  outbox) in order.
+- A feed that raises does not stop the thread: the error is logged and the message is
+  dead-lettered (ID numbers masked) in the feed store, when one is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.comms.mqtt_publisher import BrokerSettings
+from edge.feeds.applicant import mask_id_numbers
+from edge.feeds.base import Feed, FeedMessage, FeedStore
+from hallwatch.contract import Fact, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribed:
+    mid: int
+
+
+class FeedRunner:
+    """Feeds device messages from the broker to their feeds until stopped.
+
+    Args:
+        feeds: The feeds; their topic filters must be distinct.
+        broker: Broker address and credentials.
+        write: Where each fact goes (the edge's outbox).
+        client_id: MQTT client id (kept session: make it stable and unique per edge).
+        tick_interval_s: How often every feed's ``tick`` is called.
+        now: The clock passed to ``tick`` and stamped on received messages.
+        store: Feed store in which a message whose handler raised is dead-lettered.
+
+    Attributes:
+        handled: Messages processed so far (used, dropped or dead-lettered).
+        connected: Whether the client is connected.
+        ready: Whether it is connected and the broker acknowledged every subscription.
+
+    Raises:
+        ValueError: No feeds, or two feeds with the same topic filter.
+    """
+
+    def __init__(
+        self,
+        feeds: Sequence[Feed],
+        broker: BrokerSettings,
+        write: Callable[[Fact], None],
+        *,
+        client_id: str,
+        tick_interval_s: float = 1.0,
+        now: Callable[[], datetime] = utcnow,
+        store: FeedStore | None = None,
+    ) -> None:
+        filters = [f.topic_filter for f in feeds]
+        if not feeds or len(set(filters)) != len(filters):
+            raise ValueError(f"need feeds with distinct topic filters, got {filters}")
+        self._feeds = list(feeds)
+        self._broker = broker
+        self._write = write
+        self._tick_s = tick_interval_s
+        self._now = now
+        self._store = store
+        self._inbox: queue.Queue[FeedMessage | _Connected | _Subscribed] = queue.Queue()
+        self._pending_subs: set[int] = set()
+        self.ready = False
+        self._cond = threading.Condition()
+        self._received = 0
+        self.handled = 0
+        self.connected = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"feeds-{client_id}", daemon=True)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        if broker.username:
+            self._client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    # Paho callbacks: enqueue only.
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._inbox.put(_Connected(not reason.is_failure))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
+        self._inbox.put(_Connected(False))
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._inbox.put(_Subscribed(mid))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self._received += 1
+        self._inbox.put(FeedMessage(message.topic, bytes(message.payload), self._now()))
+
+    def start(self) -> None:
+        """Connect (asynchronously, retried with backoff) and start the feed thread."""
+        logger.info(
+            "feeds %s from mqtt://%s:%d",
+            ", ".join(f"{f.name} ({f.topic_filter})" for f in self._feeds),
+            self._broker.host,
+            self._broker.port,
+        )
+        self._client.connect_async(
+            self._broker.host, self._broker.port, keepalive=self._broker.keepalive_s
+        )
+        self._client.loop_start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (after the message in progress) and disconnect. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every message received so far is processed.
+
+        Returns:
+            True once nothing is queued or in progress; False after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.handled < self._received:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._tick_s
+        while not self._stop.is_set():
+            wait = max(0.0, min(0.2, next_tick - time.monotonic()))
+            try:
+                item = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+            if isinstance(item, _Connected):
+                self._connection(item.ok)
+            elif isinstance(item, _Subscribed):
+                self._pending_subs.discard(item.mid)
+                self.ready = self.connected and not self._pending_subs
+            elif item is not None:
+                self._handle(item)
+            if time.monotonic() >= next_tick:
+                self._tick()
+                next_tick = max(next_tick + self._tick_s, time.monotonic())
+
+    def _connection(self, ok: bool) -> None:
+        self.ready = False
+        self._pending_subs.clear()
+        if ok:
+            for feed in self._feeds:
+                _rc, mid = self._client.subscribe(feed.topic_filter, qos=1)
+                if mid is not None:
+                    self._pending_subs.add(mid)
+        if ok != self.connected:
+            logger.info("feed client %s", "connected" if ok else "disconnected")
+        self.connected = ok
+
+    def _handle(self, message: FeedMessage) -> None:
+        try:
+            feed = next(
+                (f for f in self._feeds if mqtt.topic_matches_sub(f.topic_filter, message.topic)),
+                None,
+            )
+            if feed is None:
+                logger.warning("no feed for a message on %s; dropped", message.topic)
+                return
+            try:
+                facts = feed.handle(message)
+            except Exception as exc:  # a feed's bug never stops the others
+                logger.exception("%s feed failed on a message on %s", feed.name, message.topic)
+                self._dead_letter(feed.name, message, f"handler error: {type(exc).__name__}")
+                return
+            self._emit(feed.name, facts)
+        finally:
+            with self._cond:
+                self.handled += 1
+                self._cond.notify_all()
+
+    def _tick(self) -> None:
+        now = self._now()
+        for feed in self._feeds:
+            try:
+                facts = feed.tick(now)
+            except Exception:
+                logger.exception("%s feed failed to tick", feed.name)
+                continue
+            self._emit(feed.name, facts)
+
+    def _emit(self, feed: str, facts: list[Fact]) -> None:
+        for fact in facts:
+            try:
+                self._write(fact)
+            except Exception:
+                logger.exception("%s feed: could not write a %s fact", feed, fact.kind)
+
+    def _dead_letter(self, feed: str, message: FeedMessage, reason: str) -> None:
+        if self._store is None:
+            return
+        masked = FeedMessage(message.topic, mask_id_numbers(message.payload), message.received)
+        try:
+            self._store.dead_letter(feed, masked, reason)
+        except Exception:
+            logger.exception("could not dead-letter a %s message", feed)

@@ -1,0 +1,681 @@
+"""The ticket tracker: ticket state, the wait clock, day's end and trips (docs/cases.md §1).
+
+State lives in the :class:`FeedStore` (tables ``tickets``, ``ticket_events``,
+``case_visits``, ``case_trips``, ``case_aliases``, ``queue_services_seen``,
+``queue_meta``), so it survives restarts. The tracker is deterministic: time comes only
+from event times and :meth:`TicketTracker.advance`; it never reads a clock.
+
+A ticket's wait in its current leg is ``counted(clock_start, clock_stop or now)``, where
+``counted`` is service time or elapsed time (``queue.wait_counts``). The clock stops at
+the leg's first call (``first_call``) or at its latest call (``last_call``, where a
+``no_show`` sets it running again from the same start). While the clock runs the ticket
+has a ``breach_at``: the moment the counted wait reaches the limit, when a ``wait`` is
+due. A wait of exactly the limit counts as reaching it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+
+from edge.feeds.base import FeedStore
+from edge.feeds.queue_adapters import QueueEvent
+from hallwatch.config.feeds import QueueFeedConfig, WaitCounts, WaitEnd, WaitStart
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import (
+    QueueBody,
+    ServiceQueue,
+    TicketBody,
+    TicketChannel,
+    TicketEventType,
+    TripsBody,
+    WaitBody,
+)
+from hallwatch.service_time import day_periods, when_in_service_reaches
+
+logger = logging.getLogger(__name__)
+
+E = TicketEventType
+Body = TicketBody | WaitBody | TripsBody | QueueBody
+
+OPEN = ("waiting", "called", "no_show", "serving")
+"""Ticket states before its end (``ended``, ``abandoned``)."""
+CLOSABLE = ("waiting", "no_show")
+"""States abandoned (reason ``closed``) at the issue day's end."""
+UNENDED = ("called", "serving")
+"""States a window may still finish after closing time (延时服务); abandoned (reason
+``not_ended``) only :data:`UNENDED_GRACE` after the close."""
+UNENDED_GRACE = timedelta(hours=12)
+
+ALLOWED: dict[TicketEventType, tuple[str, ...]] = {
+    E.CHECKED_IN: ("waiting",),
+    E.CALLED: ("waiting", "called", "no_show"),
+    E.RECALLED: ("called", "no_show"),
+    E.NO_SHOW: ("called",),
+    E.TRANSFERRED: OPEN,
+    E.SERVICE_STARTED: ("waiting", "called", "no_show"),
+    E.SERVICE_ENDED: ("serving", "called"),
+    E.ABANDONED: OPEN,
+}
+"""From which states each event may come (``issued`` creates the ticket)."""
+
+NEXT_STATE: dict[TicketEventType, str] = {
+    E.CHECKED_IN: "waiting",
+    E.CALLED: "called",
+    E.RECALLED: "called",
+    E.NO_SHOW: "no_show",
+    E.TRANSFERRED: "waiting",
+    E.SERVICE_STARTED: "serving",
+    E.SERVICE_ENDED: "ended",
+    E.ABANDONED: "abandoned",
+}
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tickets (ticket_id TEXT PRIMARY KEY, number TEXT NOT NULL,"
+    " issue_date TEXT NOT NULL, service TEXT NOT NULL, channel TEXT, case_no TEXT,"
+    " applicant_key TEXT, state TEXT NOT NULL, leg INTEGER NOT NULL, clock_start TEXT,"
+    " clock_stop TEXT, breached INTEGER NOT NULL, breach_at TEXT, checked_in INTEGER NOT NULL,"
+    " last_at TEXT NOT NULL, window TEXT, staff TEXT, close_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS tickets_number ON tickets (number, issue_date)",
+    "CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state)",
+    "CREATE INDEX IF NOT EXISTS tickets_breach ON tickets (breach_at) WHERE breach_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS tickets_close ON tickets (close_at)"
+    " WHERE state IN ('waiting', 'called', 'no_show')",
+    "CREATE TABLE IF NOT EXISTS ticket_events (ticket_id TEXT NOT NULL, event TEXT NOT NULL,"
+    " at TEXT NOT NULL, PRIMARY KEY (ticket_id, event, at))",
+    "CREATE TABLE IF NOT EXISTS case_visits (case_ref TEXT NOT NULL, visit_date TEXT NOT NULL,"
+    " PRIMARY KEY (case_ref, visit_date))",
+    "CREATE TABLE IF NOT EXISTS case_trips (case_ref TEXT PRIMARY KEY, reported INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS case_aliases (applicant_ref TEXT PRIMARY KEY,"
+    " case_ref TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS queue_services_seen (day TEXT NOT NULL, service TEXT NOT NULL,"
+    " PRIMARY KEY (day, service))",
+    "CREATE TABLE IF NOT EXISTS queue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+class TicketError(ValueError):
+    """An event the tracker cannot apply; the message is the reason (for the dead letter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """Something to send: a fact body and the fact's time."""
+
+    ts: datetime
+    body: Body
+
+
+def _ts(dt: datetime) -> str:
+    """Fixed-width UTC text: sorts as the times do."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+@dataclass(slots=True)
+class _Ticket:
+    ticket_id: str
+    number: str
+    issue_date: str
+    service: str
+    channel: str | None
+    case_no: str | None
+    applicant_key: str | None
+    state: str
+    leg: int
+    clock_start: str | None
+    clock_stop: str | None
+    breached: int
+    breach_at: str | None
+    checked_in: int
+    last_at: str
+    window: str | None
+    staff: str | None
+    close_at: str
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        names = [f.name for f in fields(self)]
+        conn.execute(
+            f"INSERT OR REPLACE INTO tickets ({', '.join(names)})"
+            f" VALUES ({', '.join('?' for _ in names)})",
+            [getattr(self, n) for n in names],
+        )
+
+
+_SELECT = "SELECT " + ", ".join(f.name for f in fields(_Ticket)) + " FROM tickets"
+
+
+class TicketTracker:
+    """Tickets of one hall's queue machine, and what they cause.
+
+    Args:
+        hall: The hall config; ``hall.queue`` must be set.
+        store: The edge's feed store (the tracker creates its tables in it).
+
+    Attributes:
+        duplicates: Duplicate events dropped since start.
+
+    Raises:
+        ValueError: The hall config has no ``queue`` section.
+    """
+
+    def __init__(self, hall: HallConfig, store: FeedStore) -> None:
+        if hall.queue is None:
+            raise ValueError("the hall config has no queue section")
+        self.hall = hall
+        self.cfg: QueueFeedConfig = hall.queue
+        self._store = store
+        self._tz = hall.tzinfo
+        self.duplicates = 0
+        self._day_periods: dict[date, list[tuple[datetime, datetime]]] = {}
+        with store.transaction() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+    # ------------------------------------------------------------------ public
+
+    def feed_time(self) -> datetime | None:
+        """The feed's current time (persisted), or None before the first event or tick."""
+        with self._store.reading() as conn:
+            return _dt(self._meta(conn, "feed_time"))
+
+    def process(self, event: QueueEvent) -> list[Emitted] | None:
+        """Move time to the event (reporting what falls due first), then apply it.
+
+        Args:
+            event: One normalised queue-machine event.
+
+        Returns:
+            What to send, in order; None for a duplicate (dropped and counted).
+
+        Raises:
+            TicketError: The event cannot be applied (nothing is changed).
+        """
+        if self._is_duplicate(event):
+            self.duplicates += 1
+            logger.info("duplicate %s of ticket %s dropped", event.event.value, event.ticket)
+            return None
+        with self._store.transaction() as conn:
+            out = self._advance(conn, event.at)
+            out.extend(self._apply(conn, event))
+        return out
+
+    def advance(self, to: datetime) -> list[Emitted]:
+        """Move the feed's time to ``to`` (never backwards) and report what fell due.
+
+        Returns:
+            Waits passing their limit, tickets abandoned at the day's close and queue
+            gauges, in time order.
+        """
+        with self._store.transaction() as conn:
+            return self._advance(conn, to)
+
+    def wait_s(self, ticket_id: str, at: datetime) -> float | None:
+        """The current leg's wait of a ticket at ``at`` (None: no such ticket)."""
+        with self._store.reading() as conn:
+            t = self._load(conn, "WHERE ticket_id = ?", (ticket_id,))
+        return None if t is None else self._wait(t, at)
+
+    # ------------------------------------------------------------------ clock
+
+    def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
+        """UTC service periods of a hall-local date (cached: gauges ask for every ticket)."""
+        periods = self._day_periods.get(day)
+        if periods is None:
+            hours = self.hall.service_hours.hours_on(day)
+            periods = [
+                (
+                    datetime.combine(day, a, tzinfo=self._tz).astimezone(UTC),
+                    datetime.combine(day, b, tzinfo=self._tz).astimezone(UTC),
+                )
+                for a, b in (day_periods(hours) if hours is not None else [])
+            ]
+            if len(self._day_periods) > 1000:
+                self._day_periods.clear()
+            self._day_periods[day] = periods
+        return periods
+
+    def _counted(self, start: datetime, end: datetime) -> float:
+        """Seconds of ``[start, end)`` on the wait clock (as ``in_service_seconds``)."""
+        if self.cfg.wait_counts is WaitCounts.ELAPSED:
+            return max(0.0, (end - start).total_seconds())
+        total = 0.0
+        day = start.astimezone(self._tz).date()
+        last = end.astimezone(self._tz).date()
+        while day <= last:
+            for a, b in self._periods(day):
+                lo, hi = max(a, start), min(b, end)
+                if lo < hi:
+                    total += (hi - lo).total_seconds()
+            day += timedelta(days=1)
+        return total
+
+    def _reach(self, start: datetime, seconds: float) -> datetime | None:
+        if self.cfg.wait_counts is WaitCounts.ELAPSED:
+            return start + timedelta(seconds=seconds)
+        return when_in_service_reaches(self.hall, start, seconds)
+
+    def _wait(self, t: _Ticket, at: datetime) -> float:
+        start = _dt(t.clock_start)
+        if start is None:
+            return 0.0
+        stop = _dt(t.clock_stop)
+        return self._counted(start, stop if stop is not None else at)
+
+    def _schedule(self, t: _Ticket) -> None:
+        """Set ``breach_at`` while the clock runs and the leg is not yet reported."""
+        start = _dt(t.clock_start)
+        running = start is not None and t.clock_stop is None and t.state in CLOSABLE
+        if running and not t.breached and start is not None:
+            due = self._reach(start, self.cfg.wait_limit_s(t.service))
+            t.breach_at = _ts(due) if due is not None else None
+        else:
+            t.breach_at = None
+
+    def _close_at(self, day: date, at: datetime) -> datetime:
+        hours = self.hall.service_hours.hours_on(day)
+        midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self._tz)
+        if hours is None:
+            return midnight.astimezone(UTC)
+        close = datetime.combine(day, hours.close, tzinfo=self._tz).astimezone(UTC)
+        return close if at < close else midnight.astimezone(UTC)
+
+    # ------------------------------------------------------------------ storage
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM queue_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO queue_meta (key, value) VALUES (?, ?)", (key, value))
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, where: str, args: tuple[str, ...]) -> _Ticket | None:
+        row = conn.execute(f"{_SELECT} {where}", args).fetchone()
+        return None if row is None else _Ticket(*row)
+
+    def _is_duplicate(self, event: QueueEvent) -> bool:
+        with self._store.reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM ticket_events e JOIN tickets t ON t.ticket_id = e.ticket_id"
+                " WHERE t.number = ? AND e.event = ? AND e.at = ? LIMIT 1",
+                (event.ticket, event.event.value, _ts(event.at)),
+            ).fetchone()
+        return row is not None
+
+    def _find(self, conn: sqlite3.Connection, event: QueueEvent) -> _Ticket:
+        local_day = event.at.astimezone(self._tz).date()
+        states = ", ".join(f"'{s}'" for s in OPEN)
+        if event.issued_on is not None:
+            ticket_id = f"{event.issued_on:%Y%m%d}-{event.ticket}"
+            found = self._load(conn, f"WHERE ticket_id = ? AND state IN ({states})", (ticket_id,))
+        else:
+            found = self._load(
+                conn,
+                f"WHERE number = ? AND issue_date <= ? AND state IN ({states})"
+                " ORDER BY issue_date DESC LIMIT 1",
+                (event.ticket, local_day.isoformat()),
+            )
+        if found is None:
+            raise TicketError(
+                f"{event.event.value}: no open ticket {event.ticket} issued on or before "
+                f"{event.issued_on or local_day} (never issued, or already ended)"
+            )
+        return found
+
+    # ------------------------------------------------------------------ time
+
+    def _advance(self, conn: sqlite3.Connection, to: datetime) -> list[Emitted]:
+        out: list[Emitted] = []
+        now = _dt(self._meta(conn, "feed_time"))
+        if now is not None and to <= now:
+            return out
+        interval = timedelta(seconds=self.cfg.gauge_interval_s)
+        next_gauge = _dt(self._meta(conn, "next_gauge")) or to + interval
+        limit = _ts(to)
+        closable = ", ".join(f"'{s}'" for s in CLOSABLE)
+        unended = ", ".join(f"'{s}'" for s in UNENDED)
+        while True:
+            breach = conn.execute(
+                f"{_SELECT} WHERE breach_at IS NOT NULL AND breach_at <= ?"
+                " ORDER BY breach_at, ticket_id LIMIT 1",
+                (limit,),
+            ).fetchone()
+            close = conn.execute(
+                f"{_SELECT} WHERE state IN ({closable}) AND close_at <= ?"
+                " ORDER BY close_at, ticket_id LIMIT 1",
+                (limit,),
+            ).fetchone() or conn.execute(
+                f"{_SELECT} WHERE state IN ({unended}) AND close_at <= ?"
+                " ORDER BY close_at, ticket_id LIMIT 1",
+                (_ts(to - UNENDED_GRACE),),
+            ).fetchone()
+            b = _Ticket(*breach) if breach else None
+            c = _Ticket(*close) if close else None
+            c_due = None if c is None else _ts(self._abandon_at(c))
+            due = [x for x in (b.breach_at if b else None, c_due) if x]
+            first = min(due, default=None)
+            first_dt = _dt(first)
+            if next_gauge <= to and (first_dt is None or next_gauge < first_dt):
+                # One gauge, at the latest slot before the next timer (missed ones skipped).
+                k = (to - next_gauge) // interval
+                if first_dt is not None:
+                    k = min(k, -((next_gauge - first_dt) // interval) - 1)
+                slot = next_gauge + k * interval
+                out.append(Emitted(slot, self._gauge(conn, slot)))
+                next_gauge = slot + interval
+                continue
+            if first is None:
+                break
+            if b is not None and b.breach_at == first:
+                out.append(self._breach(conn, b, first_dt or to))
+            elif c is not None:
+                out.append(self._abandon_closed(conn, c))
+        self._set_meta(conn, "feed_time", _ts(to))
+        self._set_meta(conn, "next_gauge", _ts(next_gauge))
+        return out
+
+    def _breach(self, conn: sqlite3.Connection, t: _Ticket, at: datetime) -> Emitted:
+        limit_s = self.cfg.wait_limit_s(t.service)
+        start = _dt(t.clock_start) or at
+        waited = max(limit_s, self._wait(t, at)) if t.clock_stop is None else self._wait(t, at)
+        body = WaitBody(
+            ticket=t.number,
+            ticket_id=t.ticket_id,
+            leg=t.leg,
+            service=t.service,
+            channel=TicketChannel(t.channel) if t.channel else None,
+            case_no=t.case_no,
+            applicant_key=t.applicant_key,
+            clock_start=start,
+            waited_s=round(waited, 3),
+            limit_s=limit_s,
+        )
+        t.breached = 1
+        t.breach_at = None
+        t.save(conn)
+        logger.info("ticket %s leg %d passed the wait limit at %s", t.ticket_id, t.leg, at)
+        return Emitted(at, body)
+
+    @staticmethod
+    def _abandon_at(t: _Ticket) -> datetime:
+        at = _dt(t.close_at)
+        assert at is not None
+        return at if t.state in CLOSABLE else at + UNENDED_GRACE
+
+    def _abandon_closed(self, conn: sqlite3.Connection, t: _Ticket) -> Emitted:
+        at = self._abandon_at(t)
+        reason = "closed" if t.state in CLOSABLE else "not_ended"
+        body = self._ticket_body(t, E.ABANDONED, at, reason=reason)
+        t.state = "abandoned"
+        t.breach_at = None
+        t.last_at = max(t.last_at, _ts(at))
+        t.save(conn)
+        return Emitted(at, body)
+
+    def _gauge(self, conn: sqlite3.Connection, at: datetime) -> QueueBody:
+        day = at.astimezone(self._tz).date().isoformat()
+        services = [
+            r[0]
+            for r in conn.execute(
+                "SELECT service FROM queue_services_seen WHERE day = ? ORDER BY service", (day,)
+            )
+        ]
+        waiting: dict[str, list[float]] = {s: [] for s in services}
+        rows = conn.execute(
+            f"{_SELECT} WHERE state IN ('waiting', 'no_show') AND clock_start IS NOT NULL"
+        ).fetchall()
+        for row in rows:
+            t = _Ticket(*row)
+            waiting.setdefault(t.service, []).append(self._wait(t, at))
+        return QueueBody(
+            services=[
+                ServiceQueue(
+                    service=s,
+                    waiting=len(w),
+                    longest_wait_s=round(max(w, default=0.0), 3),
+                )
+                for s, w in sorted(waiting.items())
+            ][:500]
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def _ticket_body(
+        self, t: _Ticket, event: TicketEventType, at: datetime, **extra: object
+    ) -> TicketBody:
+        data: dict[str, object] = {
+            "event": event,
+            "ticket": t.number,
+            "ticket_id": t.ticket_id,
+            "at": at,
+            "service": t.service,
+            "channel": t.channel,
+            "case_no": t.case_no,
+            "applicant_key": t.applicant_key,
+            "window": t.window,
+            "staff": t.staff,
+        }
+        data.update({k: v for k, v in extra.items() if v is not None})
+        return TicketBody.model_validate(data)
+
+    def _issue(self, conn: sqlite3.Connection, ev: QueueEvent) -> list[Emitted]:
+        day = ev.at.astimezone(self._tz).date()
+        ticket_id = f"{day:%Y%m%d}-{ev.ticket}"
+        if self._load(conn, "WHERE ticket_id = ?", (ticket_id,)) is not None:
+            raise TicketError(f"issued: ticket {ticket_id} was already issued")
+        if ev.service is None:
+            raise TicketError("issued: no service")
+        channel = ev.channel or TicketChannel.ON_SITE
+        deferred = (
+            self.cfg.wait_start is WaitStart.CHECKED_IN and channel is TicketChannel.APPOINTMENT
+        )
+        t = _Ticket(
+            ticket_id=ticket_id,
+            number=ev.ticket,
+            issue_date=day.isoformat(),
+            service=ev.service,
+            channel=channel.value,
+            case_no=ev.case_no,
+            applicant_key=ev.applicant_key,
+            state="waiting",
+            leg=1,
+            clock_start=None if deferred else _ts(ev.at),
+            clock_stop=None,
+            breached=0,
+            breach_at=None,
+            checked_in=0,
+            last_at=_ts(ev.at),
+            window=ev.window,
+            staff=ev.staff,
+            close_at=_ts(self._close_at(day, ev.at)),
+        )
+        self._schedule(t)
+        t.save(conn)
+        self._seen(conn, day, ev.service)
+        conn.execute(
+            "INSERT INTO ticket_events (ticket_id, event, at) VALUES (?, ?, ?)",
+            (ticket_id, ev.event.value, _ts(ev.at)),
+        )
+        return [Emitted(ev.at, self._ticket_body(t, E.ISSUED, ev.at))]
+
+    @staticmethod
+    def _seen(conn: sqlite3.Connection, day: date, service: str) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO queue_services_seen (day, service) VALUES (?, ?)",
+            (day.isoformat(), service),
+        )
+
+    def _apply(self, conn: sqlite3.Connection, ev: QueueEvent) -> list[Emitted]:
+        if ev.event is E.ISSUED:
+            return self._issue(conn, ev)
+        t = self._find(conn, ev)
+        at_text = _ts(ev.at)
+        if at_text < t.last_at:
+            raise TicketError(
+                f"{ev.event.value}: out of order: {ev.at.isoformat()} is older than ticket "
+                f"{t.ticket_id}'s last event ({t.last_at})"
+            )
+        kind = ev.event
+        if kind is E.CALLED and t.state in ("called", "no_show"):
+            kind = E.RECALLED  # a repeat call (重呼)
+        if t.state not in ALLOWED[kind]:
+            raise TicketError(f"{kind.value}: ticket {t.ticket_id} is {t.state}")
+        if kind is E.CHECKED_IN and t.checked_in:
+            raise TicketError(f"checked_in: ticket {t.ticket_id} already checked in")
+        out: list[Emitted] = []
+        old_service = t.service
+        t.case_no = ev.case_no or t.case_no
+        t.applicant_key = ev.applicant_key or t.applicant_key
+        t.window = ev.window or t.window
+        t.staff = ev.staff or t.staff
+        old_window = t.window
+        last_call = self.cfg.wait_end is WaitEnd.LAST_CALL
+        if kind is E.CHECKED_IN:
+            t.checked_in = 1
+            if t.clock_start is None:
+                t.clock_start = at_text
+        elif kind is E.CALLED or (kind is E.RECALLED and last_call):
+            if t.clock_start is not None and (t.clock_stop is None or last_call):
+                t.clock_stop = at_text
+        elif kind is E.NO_SHOW and last_call:
+            t.clock_stop = None  # waits again, from the leg's start
+        elif kind is E.TRANSFERRED:
+            t.leg += 1
+            t.service = ev.to_service or t.service
+            t.window, t.staff = ev.to_window, None
+            t.clock_start, t.clock_stop, t.breached = at_text, None, 0
+            self._seen(conn, ev.at.astimezone(self._tz).date(), t.service)
+        elif (
+            kind in (E.SERVICE_STARTED, E.SERVICE_ENDED, E.ABANDONED)
+            and t.clock_start is not None
+            and t.clock_stop is None
+        ):
+            t.clock_stop = at_text
+        wait_s = None
+        if kind in (E.CALLED, E.RECALLED, E.SERVICE_STARTED):
+            wait_s = round(self._wait(t, ev.at), 3)
+        body = self._ticket_body(
+            t,
+            kind,
+            ev.at,
+            service=old_service,
+            window=old_window,
+            to_service=ev.to_service,
+            to_window=ev.to_window,
+            outcome=ev.outcome,
+            reason=ev.reason,
+            wait_s=wait_s,
+        )
+        t.state = NEXT_STATE[kind]
+        t.last_at = at_text
+        out.append(Emitted(ev.at, body))
+        # last_call: a limit passed while being called is reported at the no-show/recall.
+        if (
+            last_call
+            and kind in (E.NO_SHOW, E.RECALLED)
+            and not t.breached
+            and t.clock_start is not None
+            and self._wait(t, ev.at) >= self.cfg.wait_limit_s(t.service)
+        ):
+            out.append(self._breach(conn, t, ev.at))
+        self._schedule(t)
+        t.save(conn)
+        conn.execute(
+            "INSERT INTO ticket_events (ticket_id, event, at) VALUES (?, ?, ?)",
+            (t.ticket_id, ev.event.value, at_text),
+        )
+        if kind is E.SERVICE_ENDED:
+            out.extend(self._trip(conn, t, ev.at))
+        return out
+
+    # ------------------------------------------------------------------ trips
+
+    def _trip(self, conn: sqlite3.Connection, t: _Ticket, at: datetime) -> list[Emitted]:
+        app_ref = f"applicant:{t.applicant_key}:{t.service}" if t.applicant_key else None
+        if t.case_no is not None:
+            case_ref = f"case:{t.case_no}"
+            if app_ref is not None:
+                self._merge(conn, app_ref, case_ref)
+        elif app_ref is not None:
+            row = conn.execute(
+                "SELECT case_ref FROM case_aliases WHERE applicant_ref = ?", (app_ref,)
+            ).fetchone()
+            case_ref = row[0] if row else app_ref
+        else:
+            return []
+        day = at.astimezone(self._tz).date()
+        conn.execute(
+            "INSERT OR IGNORE INTO case_visits (case_ref, visit_date) VALUES (?, ?)",
+            (case_ref, day.isoformat()),
+        )
+        newest = conn.execute(
+            "SELECT MAX(visit_date) FROM case_visits WHERE case_ref = ?", (case_ref,)
+        ).fetchone()[0]
+        horizon = date.fromisoformat(newest) - timedelta(days=self.cfg.trip_link_days)
+        forgotten = conn.execute(
+            "DELETE FROM case_visits WHERE case_ref = ? AND visit_date < ?",
+            (case_ref, horizon.isoformat()),
+        ).rowcount
+        visits = [
+            date.fromisoformat(r[0])
+            for r in conn.execute(
+                "SELECT visit_date FROM case_visits WHERE case_ref = ? ORDER BY visit_date",
+                (case_ref,),
+            )
+        ]
+        row = conn.execute(
+            "SELECT reported FROM case_trips WHERE case_ref = ?", (case_ref,)
+        ).fetchone()
+        reported = int(row[0]) if row else 0
+        if forgotten:  # the count starts again from the visits still linked
+            reported = min(reported, len(visits) - 1)
+        promised = self.cfg.promised_trips_for(t.service)
+        out: list[Emitted] = []
+        if len(visits) > promised and len(visits) > reported:
+            reported = len(visits)
+            body = TripsBody(
+                case_ref=case_ref[:120],
+                case_no=t.case_no,
+                applicant_key=t.applicant_key,
+                service=t.service,
+                trips=len(visits),
+                promised=promised,
+                visits=visits[-100:],
+                ticket_id=t.ticket_id,
+                window=t.window,
+                staff=t.staff,
+            )
+            out.append(Emitted(at, body))
+        conn.execute(
+            "INSERT OR REPLACE INTO case_trips (case_ref, reported) VALUES (?, ?)",
+            (case_ref, reported),
+        )
+        return out
+
+    @staticmethod
+    def _merge(conn: sqlite3.Connection, app_ref: str, case_ref: str) -> None:
+        """Move an applicant's visits for a service into the case; remember the link."""
+        conn.execute(
+            "INSERT OR IGNORE INTO case_visits (case_ref, visit_date)"
+            " SELECT ?, visit_date FROM case_visits WHERE case_ref = ?",
+            (case_ref, app_ref),
+        )
+        conn.execute("DELETE FROM case_visits WHERE case_ref = ?", (app_ref,))
+        conn.execute(
+            "INSERT OR REPLACE INTO case_trips (case_ref, reported) SELECT ?, MAX(reported)"
+            " FROM case_trips WHERE case_ref IN (?, ?) HAVING COUNT(*) > 0",
+            (case_ref, case_ref, app_ref),
+        )
+        conn.execute("DELETE FROM case_trips WHERE case_ref = ?", (app_ref,))
+        conn.execute(
+            "INSERT OR REPLACE INTO case_aliases (applicant_ref, case_ref) VALUES (?, ?)",
+            (app_ref, case_ref),
+        )

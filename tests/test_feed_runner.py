@@ -1,0 +1,224 @@
+"""The feed runner against a real Mosquitto: vendor messages in, facts written in order."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.comms.mqtt_publisher import BrokerSettings
+from edge.feeds.base import FeedMessage, FeedStore
+from edge.feeds.queue_feed import QueueFeed
+from edge.feeds.runner import FeedRunner
+from edge.worker import EdgeWorker
+from hallwatch.config.models import HallConfig
+from hallwatch.contract import Fact, TicketFact, WaitFact, fact_topic, parse_fact
+from tests.conftest import build_hall
+from tests.support.mosquitto import Mosquitto
+from tests.support.running import wait_until
+from tests.test_wait_clock import SALT, hall_time, queue_hall
+
+pytestmark = pytest.mark.integration
+
+
+class StubFeed:
+    """A feed on its own topic that records what it gets and raises on ``boom``."""
+
+    name = "stub"
+
+    def __init__(self, topic: str) -> None:
+        self.topic_filter = topic
+        self.messages: list[bytes] = []
+        self.ticks = 0
+
+    def handle(self, message: FeedMessage) -> list[Fact]:
+        if message.payload == b"boom 11010519491231002X":
+            raise RuntimeError("stub feed bug")
+        self.messages.append(message.payload)
+        return []
+
+    def tick(self, now: datetime) -> list[Fact]:
+        self.ticks += 1
+        return []
+
+
+@pytest.fixture
+def publish(mosquitto: Mosquitto) -> Iterator[Callable[[str, bytes], None]]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"vendor-{id(mosquitto)}")
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+
+    def send(topic: str, payload: bytes) -> None:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    yield send
+    client.loop_stop()
+    client.disconnect()
+
+
+def record(**fields: object) -> bytes:
+    return json.dumps(fields, ensure_ascii=False).encode()
+
+
+def test_vendor_messages_become_facts_in_order(
+    mosquitto: Mosquitto,
+    publish: Callable[[str, bytes], None],
+    unique_id: Callable[[str], str],
+) -> None:
+    queue_topic = f"vendor/{unique_id('q')}/queue"
+    stub_topic = f"vendor/{unique_id('s')}/other"
+    hall = queue_hall(adapter="numeric_state")
+    hall.queue.topic = queue_topic  # type: ignore[union-attr]
+    store = FeedStore(":memory:")
+    stub = StubFeed(stub_topic)
+    written: list[Fact] = []
+    lock = threading.Lock()
+
+    def write(fact: Fact) -> None:
+        with lock:
+            written.append(fact)
+
+    runner = FeedRunner(
+        [QueueFeed(hall, store), stub],
+        BrokerSettings(port=mosquitto.port),
+        write,
+        client_id=unique_id("feeds"),
+        tick_interval_s=0.05,
+        store=store,
+    )
+    runner.start()
+    try:
+        wait_until(lambda: runner.ready, 10, "the feed runner to subscribe")
+        messages = [
+            (queue_topic, record(lx="qh", qhh="A001", ywlx="A", sj="2026-11-02 09:00:00")),
+            (queue_topic, b"{not json"),
+            (stub_topic, b"boom 11010519491231002X"),
+            (stub_topic, b"hello"),
+            (queue_topic, record(lx="qh", qhh="A002", ywlx="A", sj="2026-11-02 09:10:00")),
+            (queue_topic, record(lx="jh", qhh="A002", zt=0, ckh="3", sj="2026-11-02 09:20:00")),
+            (queue_topic, record(lx="jh", qhh="A001", zt=0, ckh="4", sj="2026-11-02 09:40:00")),
+        ]
+        for topic, payload in messages:
+            publish(topic, payload)
+        wait_until(lambda: runner.handled >= len(messages), 10, "every message handled")
+        assert runner.wait_idle(5)
+        wait_until(lambda: stub.ticks >= 2, 5, "ticks")
+    finally:
+        runner.stop()
+    got = [
+        (f.kind.value, f.body.ticket, getattr(f.body, "event", None), hall_time(f.ts))
+        for f in written
+        if isinstance(f, TicketFact | WaitFact)
+    ]
+    assert got == [
+        ("ticket", "A001", "issued", "09:00:00"),
+        ("ticket", "A002", "issued", "09:10:00"),
+        ("ticket", "A002", "called", "09:20:00"),
+        ("wait", "A001", None, "09:30:00"),
+        ("ticket", "A001", "called", "09:40:00"),
+    ]
+    assert stub.messages == [b"hello"]  # the runner survived the stub's exception
+    dead = {d.feed: d for d in store.dead_letters()}
+    assert "not JSON" in dead["queue"].reason
+    assert "handler error: RuntimeError" in dead["stub"].reason
+    assert b"11010519491231002X" not in dead["stub"].payload
+    assert runner.handled == len(messages)
+
+
+def test_runner_refuses_feeds_with_the_same_filter() -> None:
+    with pytest.raises(ValueError, match="distinct"):
+        FeedRunner(
+            [StubFeed("a/b"), StubFeed("a/b")], BrokerSettings(), lambda f: None, client_id="x"
+        )
+
+
+def test_wait_idle_is_true_with_nothing_received() -> None:
+    runner = FeedRunner([StubFeed("a/b")], BrokerSettings(), lambda f: None, client_id="x")
+    assert runner.wait_idle(0.01)
+
+
+class _Nobody:
+    name = "nobody"
+
+    def detect(self, image: object) -> object:  # pragma: no cover - cameras stay offline
+        raise AssertionError("no camera should deliver a frame in this test")
+
+
+def test_edge_worker_runs_the_queue_and_evaluator_feeds(
+    mosquitto: Mosquitto,
+    publish: Callable[[str, bytes], None],
+    unique_id: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    hall_id = unique_id("hw")
+    data = build_hall(hall_id).model_dump(mode="json", context={"reveal_secrets": True})
+    data["mqtt"] = {"port": mosquitto.port}
+    data["edge"] = {
+        "outbox_path": str(tmp_path / "outbox.sqlite"),
+        "feed_state_path": str(tmp_path / "feeds.sqlite"),
+    }
+    data["queue"] = {"topic": "vendor/{hall}/queue", "applicant_salt": SALT, "clock": "events"}
+    data["evaluators"] = {"topic": "vendor/{hall}/evaluators"}
+    hall = HallConfig.model_validate(data)
+    facts: list[Fact] = []
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_id("listener"))
+    subscribed = threading.Event()
+    listener.on_subscribe = lambda *_: subscribed.set()
+    listener.on_message = lambda _c, _u, m: facts.append(parse_fact(bytes(m.payload)))
+    listener.connect(mosquitto.host, mosquitto.port)
+    listener.subscribe(fact_topic(hall_id, "+"), 1)
+    listener.loop_start()
+    edge = EdgeWorker(hall, detector=_Nobody())  # type: ignore[arg-type]
+    try:
+        assert subscribed.wait(5)
+        edge.start()
+        assert edge.feeds is not None
+        wait_until(lambda: edge.feeds is not None and edge.feeds.ready, 10, "feeds subscribed")
+        at = "2026-11-02T09:00:00+08:00"
+        publish(f"vendor/{hall_id}/queue", record(event="issued", ticket="A1", service="A", at=at))
+        publish(f"vendor/{hall_id}/queue", b"oops")
+        wait_until(
+            lambda: any(f.kind == "ticket" for f in facts), 10, "the ticket fact at the broker"
+        )
+    finally:
+        edge.stop()
+        listener.loop_stop()
+        listener.disconnect()
+    [ticket] = [f for f in facts if isinstance(f, TicketFact)]
+    assert (ticket.hall, ticket.body.ticket_id) == (hall_id, "20261102-A1")
+    store = FeedStore(tmp_path / "feeds.sqlite")
+    assert [d.feed for d in store.dead_letters()] == ["queue"]
+    store.close()
+
+
+def test_runner_reconnects_and_resubscribes_after_a_broker_restart(
+    unique_id: Callable[[str], str],
+) -> None:
+    broker = Mosquitto()
+    broker.start()
+    stub = StubFeed(f"vendor/{unique_id('r')}/queue")
+    runner = FeedRunner(
+        [stub], BrokerSettings(port=broker.port), lambda f: None, client_id=unique_id("feeds")
+    )
+    runner.start()
+    try:
+        wait_until(lambda: runner.ready, 10, "the first subscription")
+        broker.restart()  # no persistence: the session and subscriptions are gone
+        wait_until(lambda: not runner.ready, 5, "the runner to notice the outage")
+        wait_until(lambda: runner.ready, 15, "the runner to reconnect and resubscribe")
+        vendor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_id("vendor"))
+        vendor.connect(broker.host, broker.port)
+        vendor.loop_start()
+        vendor.publish(stub.topic_filter, b"after restart", qos=1).wait_for_publish(5)
+        vendor.loop_stop()
+        vendor.disconnect()
+        wait_until(lambda: stub.messages == [b"after restart"], 5, "the message after restart")
+    finally:
+        runner.stop()
+        broker.cleanup()
