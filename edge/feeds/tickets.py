@@ -348,15 +348,18 @@ class TicketTracker:
                 " ORDER BY breach_at, ticket_id LIMIT 1",
                 (limit,),
             ).fetchone()
-            close = conn.execute(
-                f"{_SELECT} WHERE state IN ({closable}) AND close_at <= ?"
-                " ORDER BY close_at, ticket_id LIMIT 1",
-                (limit,),
-            ).fetchone() or conn.execute(
-                f"{_SELECT} WHERE state IN ({unended}) AND close_at <= ?"
-                " ORDER BY close_at, ticket_id LIMIT 1",
-                (_ts(to - UNENDED_GRACE),),
-            ).fetchone()
+            close = (
+                conn.execute(
+                    f"{_SELECT} WHERE state IN ({closable}) AND close_at <= ?"
+                    " ORDER BY close_at, ticket_id LIMIT 1",
+                    (limit,),
+                ).fetchone()
+                or conn.execute(
+                    f"{_SELECT} WHERE state IN ({unended}) AND close_at <= ?"
+                    " ORDER BY close_at, ticket_id LIMIT 1",
+                    (_ts(to - UNENDED_GRACE),),
+                ).fetchone()
+            )
             b = _Ticket(*breach) if breach else None
             c = _Ticket(*close) if close else None
             c_due = None if c is None else _ts(self._abandon_at(c))
