@@ -1,9 +1,12 @@
-"""The ticket tracker: ticket state, the wait clock, day's end and trips (docs/cases.md §1).
+"""The ticket tracker: ticket state, the wait clock and day's end (docs/cases.md §1).
 
 State lives in the :class:`FeedStore` (tables ``tickets``, ``ticket_events``,
-``case_visits``, ``case_trips``, ``case_aliases``, ``queue_services_seen``,
-``queue_meta``), so it survives restarts. The tracker is deterministic: time comes only
-from event times and :meth:`TicketTracker.advance`; it never reads a clock.
+``queue_services_seen``, ``queue_meta``; the trips tables belong to the
+:class:`~edge.feeds.trips.TripCounter`), so it survives restarts. At each
+``service_ended`` the tracker hands the ticket to its ``TripCounter``, which counts the
+case's visits (跑动次数) and says when a ``trips`` fact is due. The tracker is
+deterministic: time comes only from event times and :meth:`TicketTracker.advance`; it
+never reads a clock.
 
 A ticket's wait in its current leg is ``counted(clock_start, clock_stop or now)``, where
 ``counted`` is service time or elapsed time (``queue.wait_counts``). The clock stops at
@@ -22,6 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from edge.feeds.base import FeedStore
 from edge.feeds.queue_adapters import QueueEvent
+from edge.feeds.trips import TripCounter
 from hallwatch.config.feeds import QueueFeedConfig, WaitCounts, WaitEnd, WaitStart
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
@@ -85,11 +89,6 @@ _SCHEMA = (
     " WHERE state IN ('waiting', 'called', 'no_show')",
     "CREATE TABLE IF NOT EXISTS ticket_events (ticket_id TEXT NOT NULL, event TEXT NOT NULL,"
     " at TEXT NOT NULL, PRIMARY KEY (ticket_id, event, at))",
-    "CREATE TABLE IF NOT EXISTS case_visits (case_ref TEXT NOT NULL, visit_date TEXT NOT NULL,"
-    " PRIMARY KEY (case_ref, visit_date))",
-    "CREATE TABLE IF NOT EXISTS case_trips (case_ref TEXT PRIMARY KEY, reported INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS case_aliases (applicant_ref TEXT PRIMARY KEY,"
-    " case_ref TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS queue_services_seen (day TEXT NOT NULL, service TEXT NOT NULL,"
     " PRIMARY KEY (day, service))",
     "CREATE TABLE IF NOT EXISTS queue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -159,6 +158,8 @@ class TicketTracker:
 
     Attributes:
         duplicates: Duplicate events dropped since start.
+        trips: The trip counter, fed at each ``service_ended`` (same store, same
+            transaction).
 
     Raises:
         ValueError: The hall config has no ``queue`` section.
@@ -173,9 +174,11 @@ class TicketTracker:
         self._tz = hall.tzinfo
         self.duplicates = 0
         self._day_periods: dict[date, list[tuple[datetime, datetime]]] = {}
+        self.trips = TripCounter(self.cfg, self._tz)
         with store.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            self.trips.create_tables(conn)
 
     # ------------------------------------------------------------------ public
 
@@ -596,89 +599,16 @@ class TicketTracker:
             (t.ticket_id, ev.event.value, at_text),
         )
         if kind is E.SERVICE_ENDED:
-            out.extend(self._trip(conn, t, ev.at))
-        return out
-
-    # ------------------------------------------------------------------ trips
-
-    def _trip(self, conn: sqlite3.Connection, t: _Ticket, at: datetime) -> list[Emitted]:
-        app_ref = f"applicant:{t.applicant_key}:{t.service}" if t.applicant_key else None
-        if t.case_no is not None:
-            case_ref = f"case:{t.case_no}"
-            if app_ref is not None:
-                self._merge(conn, app_ref, case_ref)
-        elif app_ref is not None:
-            row = conn.execute(
-                "SELECT case_ref FROM case_aliases WHERE applicant_ref = ?", (app_ref,)
-            ).fetchone()
-            case_ref = row[0] if row else app_ref
-        else:
-            return []
-        day = at.astimezone(self._tz).date()
-        conn.execute(
-            "INSERT OR IGNORE INTO case_visits (case_ref, visit_date) VALUES (?, ?)",
-            (case_ref, day.isoformat()),
-        )
-        newest = conn.execute(
-            "SELECT MAX(visit_date) FROM case_visits WHERE case_ref = ?", (case_ref,)
-        ).fetchone()[0]
-        horizon = date.fromisoformat(newest) - timedelta(days=self.cfg.trip_link_days)
-        forgotten = conn.execute(
-            "DELETE FROM case_visits WHERE case_ref = ? AND visit_date < ?",
-            (case_ref, horizon.isoformat()),
-        ).rowcount
-        visits = [
-            date.fromisoformat(r[0])
-            for r in conn.execute(
-                "SELECT visit_date FROM case_visits WHERE case_ref = ? ORDER BY visit_date",
-                (case_ref,),
-            )
-        ]
-        row = conn.execute(
-            "SELECT reported FROM case_trips WHERE case_ref = ?", (case_ref,)
-        ).fetchone()
-        reported = int(row[0]) if row else 0
-        if forgotten:  # the count starts again from the visits still linked
-            reported = min(reported, len(visits) - 1)
-        promised = self.cfg.promised_trips_for(t.service)
-        out: list[Emitted] = []
-        if len(visits) > promised and len(visits) > reported:
-            reported = len(visits)
-            body = TripsBody(
-                case_ref=case_ref[:120],
+            trips = self.trips.record(
+                conn,
+                at=ev.at,
+                ticket_id=t.ticket_id,
+                service=t.service,
                 case_no=t.case_no,
                 applicant_key=t.applicant_key,
-                service=t.service,
-                trips=len(visits),
-                promised=promised,
-                visits=visits[-100:],
-                ticket_id=t.ticket_id,
                 window=t.window,
                 staff=t.staff,
             )
-            out.append(Emitted(at, body))
-        conn.execute(
-            "INSERT OR REPLACE INTO case_trips (case_ref, reported) VALUES (?, ?)",
-            (case_ref, reported),
-        )
+            if trips is not None:
+                out.append(Emitted(ev.at, trips))
         return out
-
-    @staticmethod
-    def _merge(conn: sqlite3.Connection, app_ref: str, case_ref: str) -> None:
-        """Move an applicant's visits for a service into the case; remember the link."""
-        conn.execute(
-            "INSERT OR IGNORE INTO case_visits (case_ref, visit_date)"
-            " SELECT ?, visit_date FROM case_visits WHERE case_ref = ?",
-            (case_ref, app_ref),
-        )
-        conn.execute("DELETE FROM case_visits WHERE case_ref = ?", (app_ref,))
-        conn.execute(
-            "INSERT OR REPLACE INTO case_trips (case_ref, reported) SELECT ?, MAX(reported)"
-            " FROM case_trips WHERE case_ref IN (?, ?) HAVING COUNT(*) > 0",
-            (case_ref, case_ref, app_ref),
-        )
-        conn.execute("DELETE FROM case_trips WHERE case_ref = ?", (app_ref,))
-        conn.execute(
-            "INSERT OR REPLACE INTO case_aliases (applicant_ref, case_ref) VALUES (?, ?)",
-            (app_ref, case_ref),
-        )
