@@ -381,3 +381,25 @@ def test_a_ticket_called_before_closing_is_served_after_it() -> None:
         ("A003", "abandoned", "not_ended", "05:00:00"),
     ]
     assert store.dead_letters() == []
+
+
+def test_a_ticket_transferred_after_closing_is_abandoned_then_not_before() -> None:
+    store = FeedStore(":memory:")
+    facts = replay(
+        QueueFeed(queue_hall(), store),
+        [
+            ("issued", "A001", "16:40"),
+            ("called", "A001", "16:55", {"window": "1"}),
+            ("service_started", "A001", "16:56", {"window": "1"}),
+            ("transferred", "A001", "17:10", {"window": "1", "to_service": "B"}),
+            ("issued", "Z999", "2026-11-03T09:00:00+08:00"),
+        ],
+    )
+    tail = [
+        (f.body.event.value, f.body.reason, hall_time(f.ts))
+        for f in facts
+        if isinstance(f, TicketFact) and f.body.ticket == "A001"
+    ][-2:]
+    assert tail == [("transferred", None, "17:10:00"), ("abandoned", "closed", "17:10:00")]
+    assert [f.ts for f in facts] == sorted(f.ts for f in facts)
+    assert store.dead_letters() == []

@@ -582,6 +582,8 @@ class TicketTracker:
         )
         t.state = NEXT_STATE[kind]
         t.last_at = at_text
+        if t.state in CLOSABLE and at_text > t.close_at:
+            t.close_at = at_text  # waiting again after closing (a late transfer): ends now
         out.append(Emitted(ev.at, body))
         # last_call: a limit passed while being called is reported at the no-show/recall.
         if (

@@ -5,6 +5,11 @@ watches its four windows with the real person detector and publishes facts to an
 MQTT broker (amqtt); the aggregator ingests them into SQLite, applies the off-post rule and
 serves the live page. The demo's thresholds are short so an off-post alert comes within the
 first minute.
+
+The hall also has a queue machine and evaluators (:mod:`hallwatch.demo.queue_sim`): once
+the edge listens, yesterday morning's tickets and ratings are replayed on the broker in
+about 15 seconds, and the 异常办件 they cause (waits over 30 minutes, a second trip, 差评)
+open in the aggregator's register.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ import json
 import logging
 import shutil
 import threading
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aggregator.cases.models import Anomaly
 from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
 from aggregator.store.state import Alert, SeenFact
 from edge.worker import EdgeWorker
 from hallwatch.broker import EmbeddedBroker
 from hallwatch.config import HallConfig
+from hallwatch.demo.queue_sim import DEPARTMENTS, SERVICES, MorningPublisher, demo_morning
 from hallwatch.demo.scene import DemoScript, default_script, write_demo_video
 
 logger = logging.getLogger(__name__)
@@ -30,13 +39,18 @@ DEMO_HALL = "demo-hall"
 DEMO_CAMERA = "hall-cam"
 GRACE_S = 3.0
 OFF_POST_AFTER_S = 15.0
+QUEUE_TOPIC = "devices/{hall}/queue"
+EVALUATOR_TOPIC = "devices/{hall}/evaluators"
+DEMO_SALT = "hallwatch-demo-salt-not-a-secret"
+"""Applicant-key salt of the demo only; a real hall keeps its salt in the environment."""
 
 
 def demo_hall_config(
     video: Path, script: DemoScript, *, mqtt_port: int, workdir: Path
 ) -> HallConfig:
     """The demo hall: one camera (the generated video), a post per window, short thresholds,
-    open around the clock so the demo works at any hour."""
+    open around the clock so the demo works at any hour; a queue machine and evaluators on
+    the same broker, replayed on the events clock (see :mod:`hallwatch.demo.queue_sim`)."""
     every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     return HallConfig.model_validate(
         {
@@ -74,7 +88,27 @@ def demo_hall_config(
                 "summary_interval_s": 30.0,
             },
             "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
-            "edge": {"outbox_path": str(workdir / "edge-outbox.sqlite")},
+            "edge": {
+                "outbox_path": str(workdir / "edge-outbox.sqlite"),
+                "feed_state_path": str(workdir / "edge-feeds.sqlite"),
+            },
+            "departments": [{"id": k, "name": v} for k, v in DEPARTMENTS.items()],
+            "windows": [
+                {"id": w, "name": f"{w}号窗口", "department": dept}
+                for _, dept, windows in SERVICES.values()
+                for w in windows
+            ],
+            "queue": {
+                "adapter": "generic_json",
+                "topic": QUEUE_TOPIC,
+                "applicant_salt": DEMO_SALT,
+                "clock": "events",
+                "services": [
+                    {"id": code, "name": name, "department": dept}
+                    for code, (name, dept, _) in SERVICES.items()
+                ],
+            },
+            "evaluators": {"adapter": "generic_json", "topic": EVALUATOR_TOPIC},
         }
     )
 
@@ -90,9 +124,11 @@ def _fresh(workdir: Path) -> None:
 
 
 def summary(service: AggregatorService) -> dict[str, Any]:
-    """The demo's closing JSON: every alert and how many facts the aggregator stored."""
+    """The demo's closing JSON: every alert, every 异常办件 (by opening time) and how many
+    facts the aggregator stored."""
     with service.state.session() as session:
         alerts = session.query(Alert).order_by(Alert.start).all()
+        anomalies = session.query(Anomaly).order_by(Anomaly.opened, Anomaly.id).all()
         facts = session.query(SeenFact).count()
         return {
             "alerts": [
@@ -104,6 +140,17 @@ def summary(service: AggregatorService) -> dict[str, Any]:
                     "end": a.end.isoformat() if a.end else None,
                 }
                 for a in alerts
+            ],
+            "anomalies": [
+                {
+                    "kind": a.kind,
+                    "hall": a.hall,
+                    "window": a.window,
+                    "case_no": a.case_no,
+                    "opened": a.opened.isoformat(),
+                    "level": a.level,
+                }
+                for a in anomalies
             ],
             "facts": facts,
         }
@@ -127,11 +174,13 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
     )
     service = AggregatorService(settings, {DEMO_HALL: config})
     edge = EdgeWorker(config, stats_interval_s=10.0)
+    devices: MorningPublisher | None = None
     try:
         service.start()
         service.wait_mqtt_connected(10.0)
         edge.start()
         print(f"HallWatch demo: open {service.url}/ (Ctrl-C to stop)", flush=True)
+        devices = _start_devices(edge, config, broker.port)
         stop = threading.Event()
         if duration_s is None:
             _wait_for_interrupt(stop)
@@ -141,10 +190,39 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
             stop.wait(1.0)  # let the aggregator ingest the last facts
             print(json.dumps(summary(service), ensure_ascii=False), flush=True)
     finally:
+        if devices is not None:
+            devices.stop()
         edge.stop()
         service.stop()
         broker.stop()
     return 0
+
+
+def _start_devices(edge: EdgeWorker, config: HallConfig, port: int) -> MorningPublisher | None:
+    """Once the edge listens to the queue machine, replay yesterday morning on the broker."""
+    assert config.queue is not None and config.evaluators is not None
+    deadline = time.monotonic() + 10.0
+    while edge.feeds is not None and not edge.feeds.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if edge.feeds is None or not edge.feeds.ready:
+        logger.warning("the edge does not listen to the queue machine; no queue demo")
+        return None
+    morning = demo_morning(datetime.now(config.tzinfo).date())
+    devices = MorningPublisher(
+        morning,
+        host="127.0.0.1",
+        port=port,
+        queue_topic=config.queue.topic,
+        evaluator_topic=config.evaluators.topic,
+    )
+    devices.start()
+    print(
+        f"Queue machine: replaying yesterday morning ({morning.tickets} tickets, "
+        f"{len(morning.messages)} messages) in ~15 s; 异常办件 at "
+        f"/api/v1/halls/{DEMO_HALL}/anomalies",
+        flush=True,
+    )
+    return devices
 
 
 def _wait_for_interrupt(stop: threading.Event) -> None:
