@@ -176,8 +176,8 @@ def on_wait(
     """A ticket leg passed the wait limit: open its ``wait_over_limit`` (no window yet)."""
     b = fact.body
     desc = (
-        f"{b.ticket}号在{_service_name(hall, b.service)}等待{b.waited_s / 60:.0f}分钟，"
-        f"超过{b.limit_s / 60:.0f}分钟"
+        f"{b.ticket}号在{_service_name(hall, b.service)}等候已达{b.waited_s / 60:.0f}分钟"
+        f"（时限{b.limit_s / 60:.0f}分钟）"
     )
     anomaly = open_anomaly(
         session,

@@ -25,6 +25,14 @@ function fmtTime(iso, tz) {
   }).format(d);
 }
 
+function fmtDay(deadlineIso, tz) {
+  // Deadlines are "end of day N" (hall-local midnight after it): show day N.
+  const d = new Date(new Date(deadlineIso).getTime() - 1);
+  return new Intl.DateTimeFormat("zh-CN", {
+    timeZone: tz || undefined, year: "numeric", month: "2-digit", day: "2-digit",
+  }).format(d) + " 日终";
+}
+
 function fmtDuration(fromIso) {
   if (!fromIso) return "";
   const s = Math.max(0, (Date.now() - new Date(fromIso).getTime()) / 1000);
@@ -117,7 +125,7 @@ function renderAnomalies() {
     title.textContent = `【${LEVEL_LABEL[a.level] || a.level}】${KIND_LABEL[a.kind] || a.kind} · ${hall ? hall.info.name : a.hall}${where}`;
     const when = document.createElement("div");
     when.className = "when";
-    const due = a.rectify_deadline ? ` · 整改期限 ${fmtTime(a.rectify_deadline, tz)}` : "";
+    const due = a.rectify_deadline ? ` · 整改期限 ${fmtDay(a.rectify_deadline, tz)}` : "";
     when.textContent = `${CASE_STATE_LABEL[a.state] || a.state} · ${fmtTime(a.opened, tz)}${due}`;
     const msg = document.createElement("div");
     msg.textContent = (a.description || "") + (a.case_no ? `（办件 ${a.case_no}）` : "");
