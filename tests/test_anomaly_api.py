@@ -59,9 +59,10 @@ class Api:
     def post(self, anomaly_id: str, action: str, hall: str = A, **body: Any) -> Any:
         return self.client.post(self.url(hall, f"/{anomaly_id}/{action}"), json=body)
 
-    def as_role(self, role: Role, name: str = "someone") -> None:
+    def as_role(self, role: Role, name: str = "someone", halls: set[str] | None = None) -> None:
         app = self.client.app
-        app.dependency_overrides[get_caller] = lambda: Caller(name=name, role=role)  # type: ignore[attr-defined]
+        caller = Caller(name=name, role=role, halls=None if halls is None else frozenset(halls))
+        app.dependency_overrides[get_caller] = lambda: caller  # type: ignore[attr-defined]
 
 
 def wait(hall: str, at: datetime, ticket: str = "A017") -> WaitFact:
@@ -212,6 +213,28 @@ def test_another_halls_anomaly_is_404(api: Api) -> None:
     assert api.post(other, "appeal", hall=A).status_code == 404
     assert api.post(other, "appeal", hall=B).status_code == 200
     assert api.client.get(api.url(A, "/nope")).status_code == 404
+
+
+def test_a_hall_manager_sees_and_acts_on_own_halls_only(api: Api) -> None:
+    (w,) = api.items(kind="wait_over_limit")
+    other = api.client.get(api.url(B)).json()["items"][0]["id"]
+    api.as_role(Role.HALL_MANAGER, "王经理", halls={A})
+    assert api.client.get(api.url(B)).status_code == 404
+    assert api.client.get(api.url(B, f"/{other}")).status_code == 404
+    assert api.post(other, "appeal", hall=B).status_code == 404
+    assert api.client.get(f"/api/v1/halls/{B}/queue").status_code == 404
+    assert [h["id"] for h in api.client.get("/api/v1/halls").json()] == [A]
+    assert api.post(w["id"], "appeal").status_code == 200
+
+
+def test_id_numbers_in_officers_text_are_blanked(api: Api) -> None:
+    body = {"source": "complaint_phone", "description": "投诉人身份证 110105 19491231 002X 来电"}
+    a = api.client.post(api.url(), json=body).json()
+    assert a["description"] == "投诉人身份证 ******************** 来电"
+    r = api.post(a["id"], "rectify", note="已回访 110105194912310021 本人")
+    assert r.status_code == 200, r.text
+    detail = api.client.get(api.url(suffix=f"/{a['id']}")).json()
+    assert "110105194912310021" not in str(detail) and "19491231" not in str(detail)
 
 
 def test_roles(api: Api) -> None:

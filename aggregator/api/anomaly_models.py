@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from aggregator.cases.lifecycle import CaseState, Decision, ManualSource
 from aggregator.cases.models import Anomaly, QueueStatus
 from aggregator.cases.register import AnomalyDetail
 from hallwatch.contract import CODE_PATTERN, AnomalyKind, AnomalyLevel, Attitude, RatingLevel
+from hallwatch.privacy import mask_id_numbers_text
 
 
 class AnomalyOut(BaseModel):
@@ -110,7 +111,9 @@ class ManualEntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: ManualSource = Field(description="complaint_phone, complaint_web, inspection, …")
-    description: str = Field(min_length=1, max_length=1000, description="What happened.")
+    description: str = Field(
+        min_length=1, max_length=1000, description="What happened (ID numbers blanked)."
+    )
     window: str | None = Field(default=None, pattern=CODE_PATTERN)
     department: str | None = Field(default=None, max_length=64)
     staff: str | None = Field(default=None, pattern=CODE_PATTERN)
@@ -118,13 +121,24 @@ class ManualEntryIn(BaseModel):
     service: str | None = Field(default=None, pattern=CODE_PATTERN)
     opened: AwareDatetime | None = Field(default=None, description="When it happened; now.")
 
+    @field_validator("description")
+    @classmethod
+    def _no_id_numbers(cls, value: str) -> str:
+        # A complaint often quotes the complainant's 身份证号: it must not be kept or sent.
+        return mask_id_numbers_text(value)
+
 
 class NoteIn(BaseModel):
     """An action with an optional note."""
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=2000)
+    note: str = Field(default="", max_length=2000, description="Free text (ID numbers blanked).")
+
+    @field_validator("note")
+    @classmethod
+    def _no_id_numbers(cls, value: str) -> str:
+        return mask_id_numbers_text(value)
 
 
 class SecondEvaluationIn(NoteIn):

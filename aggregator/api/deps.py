@@ -75,9 +75,51 @@ def get_bus(services: ServicesDep) -> LiveBus:
     return services.bus
 
 
-def get_visible_halls(services: ServicesDep) -> Mapping[str, HallConfig]:
-    """The halls the caller may see (all of them until access control arrives)."""
-    return services.halls
+class Role(StrEnum):
+    """Roles of API callers."""
+
+    SUPERVISION_OFFICER = "supervision_officer"
+    """电子监察 officer: enters and decides anomalies."""
+    HALL_MANAGER = "hall_manager"
+    """Hall manager: appeals and rectifies the hall's anomalies."""
+    AUDITOR = "auditor"
+    """Reads everything, changes nothing."""
+    ADMIN = "admin"
+    """Everything."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a name (recorded as the actor of changes), a role, and the halls
+    they may see (``None``: every hall, e.g. a provincial supervision officer)."""
+
+    name: str
+    role: Role
+    halls: frozenset[str] | None = None
+
+    def may_see(self, hall: str) -> bool:
+        """Whether this caller may see (and act on) a hall."""
+        return self.halls is None or hall in self.halls
+
+
+LOCAL_CALLER = Caller(name="local", role=Role.ADMIN)
+"""The embedded single-user caller, until access control arrives."""
+
+
+def get_caller() -> Caller:
+    """The caller of this request (the embedded ``local`` admin for now; login replaces
+    this dependency)."""
+    return LOCAL_CALLER
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_visible_halls(services: ServicesDep, caller: CallerDep) -> Mapping[str, HallConfig]:
+    """The halls the caller may see: every route's hall scope comes from here."""
+    if caller.halls is None:
+        return services.halls
+    return {hid: hall for hid, hall in services.halls.items() if caller.may_see(hid)}
 
 
 StateDep = Annotated[StateStore, Depends(get_state)]
@@ -108,40 +150,6 @@ def get_cases(services: ServicesDep) -> CaseRegister:
 
 
 CasesDep = Annotated[CaseRegister, Depends(get_cases)]
-
-
-class Role(StrEnum):
-    """Roles of API callers."""
-
-    SUPERVISION_OFFICER = "supervision_officer"
-    """电子监察 officer: enters and decides anomalies."""
-    HALL_MANAGER = "hall_manager"
-    """Hall manager: appeals and rectifies the hall's anomalies."""
-    AUDITOR = "auditor"
-    """Reads everything, changes nothing."""
-    ADMIN = "admin"
-    """Everything."""
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling: a name (recorded as the actor of changes) and a role."""
-
-    name: str
-    role: Role
-
-
-LOCAL_CALLER = Caller(name="local", role=Role.ADMIN)
-"""The embedded single-user caller, until access control arrives."""
-
-
-def get_caller() -> Caller:
-    """The caller of this request (the embedded ``local`` admin for now; login replaces
-    this dependency)."""
-    return LOCAL_CALLER
-
-
-CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def require_roles(*roles: Role) -> Callable[[Caller], Caller]:
