@@ -50,6 +50,7 @@ from hallwatch.contract import (
     parse_fact,
     utcnow,
 )
+from hallwatch.privacy import mask_id_numbers_text
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,10 @@ class Ingestor:
         """Keep a message that cannot be ingested, with the reason, and count it."""
         REJECTED.labels(category).inc()
         logger.warning(
-            "dead-lettering message on %s (%d bytes): %s", topic, len(payload), reason[:300]
+            "dead-lettering message on %s (%d bytes): %s",
+            topic,
+            len(payload),
+            mask_id_numbers_text(reason[:300]),
         )
         self.state.dead_letter(topic, payload, reason)
 
@@ -348,10 +352,13 @@ class Ingestor:
                 return self.cases.on_fact(session, fact, now, touched)
         except SQLAlchemyError:
             raise  # infrastructure: the fact is retried
-        except Exception:  # a bug must not block ingest: the fact is stored without it
-            logger.exception("the anomaly register failed on fact %s; fact stored", fact.id)
+        except Exception as exc:
+            # A bug must neither block ingest nor lose the anomaly: the whole fact is
+            # rolled back and dead-lettered, to be replayed once the bug is fixed.
+            logger.exception("the anomaly register failed on fact %s; dead-lettered", fact.id)
             touched.clear()
-            return []
+            reason = f"the anomaly register failed: {type(exc).__name__}: {exc}"
+            raise _RejectError("register_error", reason) from exc
 
     def _queue(
         self, session: Session, fact: QueueFact, now: datetime, events: list[LiveEvent]

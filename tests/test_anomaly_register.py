@@ -545,11 +545,19 @@ def test_series_points_carry_no_ids_as_tags(h: Harness) -> None:
         assert not values & {"C1", "A017", "20261102-A017", KEY, "r1", "r2"}
 
 
-def test_a_register_bug_does_not_block_ingest(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*_args: Any, **_kw: Any) -> list[AlertMessage]:
-        raise RuntimeError("bug")
+def test_a_register_failure_dead_letters_the_fact_instead_of_losing_the_anomaly(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("bug while opening 110105194912310021")
 
-    monkeypatch.setattr(h.register, "on_fact", boom)
-    assert h.feed(h.wait(t("10:30"))) is IngestOutcome.STORED
-    assert h.anomalies() == [] and h.state.seen_count(HALL) == 1
-    assert len(h.series.query("wait_over_limit", hall=HALL, start=t("09:00"), end=t("11:00"))) == 1
+    monkeypatch.setattr("aggregator.cases.from_facts.on_wait", broken)
+    wait = h.wait(t("10:30"))
+    assert h.feed(wait) is IngestOutcome.DEAD_LETTERED
+    assert h.anomalies() == [] and h.state.seen_count() == 0  # not marked seen: replayable
+    (letter,) = h.state.dead_letters()
+    assert "anomaly register failed" in letter.reason and "RuntimeError" in letter.reason
+    assert "110105194912310021" not in letter.reason
+    monkeypatch.undo()
+    assert h.feed(wait) is IngestOutcome.STORED  # replayed after the fix
+    assert [a.kind for a in h.anomalies()] == ["wait_over_limit"]

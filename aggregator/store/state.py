@@ -41,6 +41,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from hallwatch.contract import AlertState, utcnow
+from hallwatch.privacy import mask_id_numbers, mask_id_numbers_text
 
 logger = logging.getLogger(__name__)
 
@@ -300,13 +301,13 @@ class StateStore:
     # -- writes used outside a fact's transaction ---------------------------------------
 
     def dead_letter(self, topic: str, payload: bytes, reason: str) -> int:
-        """Keep an undeliverable message; returns its dead-letter id."""
+        """Keep an undeliverable message (ID numbers blanked); returns its dead-letter id."""
         row = DeadLetter(
             received_at=utcnow(),
             topic=topic[:512],
-            payload=bytes(payload[:DEAD_LETTER_MAX_PAYLOAD]),
+            payload=mask_id_numbers(bytes(payload[:DEAD_LETTER_MAX_PAYLOAD])),
             payload_size=len(payload),
-            reason=reason[:4000],
+            reason=mask_id_numbers_text(reason[:4000]),
         )
         with self.session() as session:
             session.add(row)
