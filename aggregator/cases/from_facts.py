@@ -259,6 +259,7 @@ def on_ticket(
             Anomaly.opened <= b.at + CLOCK_SKEW,
         )
         .order_by(Anomaly.leg.desc())
+        .with_for_update()  # row locks on PostgreSQL; SQLite serialises writes anyway
     )
     anomaly = session.scalars(stmt).first()
     if anomaly is None:
@@ -288,6 +289,7 @@ def on_trips(
             or_(*conds),
         )
         .order_by(Anomaly.opened.desc())
+        .with_for_update()
     )
     existing = session.scalars(stmt).first()
     if existing is not None:
@@ -343,6 +345,7 @@ def rating_anomaly(
             select(Anomaly)
             .where(Anomaly.hall == hall, Anomaly.kind.in_(RATING_KINDS), column == value)
             .order_by(Anomaly.opened.desc())
+            .with_for_update()
         )
         found = session.scalars(stmt).first()
         if found is not None:

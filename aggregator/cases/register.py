@@ -442,7 +442,9 @@ class CaseRegister:
 
     @staticmethod
     def _load(session: Session, hall: str, anomaly_id: str) -> Anomaly:
-        anomaly = session.get(Anomaly, anomaly_id)
+        # Row lock on PostgreSQL (no-op on SQLite, whose writes are serialised): an
+        # officer's decision and a second-evaluation fact cannot both pass the check.
+        anomaly = session.get(Anomaly, anomaly_id, with_for_update=True)
         if anomaly is None or anomaly.hall != hall:
             raise lc.AnomalyNotFoundError(f"unknown anomaly {anomaly_id!r}")
         return anomaly
