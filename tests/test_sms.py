@@ -53,10 +53,18 @@ class Gateway:
                 status = gateway.statuses.pop(0) if gateway.statuses else 200
                 payload = b'{"ok": true}' if status == 200 else b'{"error": "no"}'
                 self.send_response(status)
+                if 300 <= status < 400:  # a redirect to the same gateway's other path
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # where a followed redirect would land
+                gateway.received.append(Received(self.path, dict(self.headers), {}))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -214,6 +222,16 @@ def test_client_error_is_not_retried(gateway: Gateway, notifiers: list[SmsNotifi
     assert notifier.wait_idle(5)
     assert len(gateway.received) == 2
     assert notifier.counts["sent"] == 1
+
+
+def test_a_redirect_is_not_followed(gateway: Gateway, notifiers: list[SmsNotifier]) -> None:
+    # urllib would carry the Authorization header along: a redirect is the answer, a failure.
+    gateway.statuses = [302]
+    notifier = started(notifiers, gateway.url, token=SecretStr("tok"), retries=3)
+    assert notifier.send(PHONE_A, "text", "a1:warning")
+    assert notifier.wait_idle(5)
+    assert [r.path for r in gateway.received] == ["/sms/send"]
+    assert notifier.counts["failed"] == 1
 
 
 def test_gateway_down_fails_after_retries_and_the_thread_goes_on(

@@ -32,7 +32,7 @@ import urllib.request
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import Counter
@@ -79,6 +79,13 @@ class _Text:
     phone: str
     text: str
     key: str
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Treat a redirect as the gateway's answer (an HTTP 3xx error), never follow it."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
 
 
 class SmsNotifier:
@@ -138,7 +145,15 @@ class SmsNotifier:
                 self._headers["Authorization"] = f"Basic {basic}"
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        if "Authorization" in self._headers and parts.scheme == "http":
+            logger.warning(
+                "SMS gateway %s is plain http: its credentials cross the network in clear; "
+                "use https outside a trusted network",
+                self._display_url,
+            )
         self._url = url
+        # No redirects: urllib would carry the Authorization header to wherever they point.
+        self._opener = urllib.request.build_opener(_NoRedirect)
         self._max_per_hour = max_per_hour
         self._timeout_s = timeout_s
         self._retries = retries
@@ -343,7 +358,7 @@ class SmsNotifier:
         """One POST: ``None`` when accepted, else ``(reason, worth retrying)``."""
         request = urllib.request.Request(self._url, data=body, headers=self._headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+            with self._opener.open(request, timeout=self._timeout_s) as response:
                 response.read(65536)
         except urllib.error.HTTPError as exc:
             exc.close()
