@@ -194,10 +194,12 @@ class EdgeWorker:
                 thread.join(timeout=10)
         for watchdog in self.watchdogs.values():
             watchdog.stop()
-        if self.feeds is not None:
-            self.feeds.stop()
+        feeds_stopped = self.feeds.stop() if self.feeds is not None else True
         if self.feed_store is not None:
-            self.feed_store.close()
+            if feeds_stopped:
+                self.feed_store.close()
+            else:  # closing it under a running feed thread would break its transaction
+                logger.error("the feed thread is still running; the feed store is left open")
         self.publisher.stop()
         self.outbox.close()
 

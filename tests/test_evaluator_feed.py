@@ -329,21 +329,21 @@ BAD = [
     ("generic_json", generic(evaluation=3), "evaluation"),
     ("generic_json", generic(dimensions={"mood": "satisfied"}), "dimensions"),
     ("generic_json", generic(ticket="A 17"), "ticket"),
-    ("gbt39046", gbt(satisfaction=6), "satisfaction code 6 is not one of"),
-    ("gbt39046", gbt(satisfaction=0), "satisfaction code 0"),
-    ("gbt39046", gbt(satisfaction="very_satisfied"), "satisfaction code"),
+    ("gbt39046", gbt(satisfaction=6), "expected one of the satisfaction codes"),
+    ("gbt39046", gbt(satisfaction=0), "expected one of the satisfaction codes"),
+    ("gbt39046", gbt(satisfaction="very_satisfied"), "expected one of the satisfaction codes"),
     ("gbt39046", {"caseNo": "C1", "satisfaction": 1}, "evaluateTime: Field required"),
     ("gbt39046", gbt(evaluateTime="yesterday"), "evaluateTime"),
     ("gbt39046", gbt(pj=3), "pj: unknown field"),
     ("gbt39046", gbt(attitude="bad"), "好 or 差"),
-    ("gbt39046", gbt(channel=7), "channel code 7"),
-    ("provincial", provincial(pj=6), "pj code 6 is not one of"),
-    ("provincial", provincial(pj=0), "pj code 0"),
+    ("gbt39046", gbt(channel=7), "expected one of the channel codes"),
+    ("provincial", provincial(pj=6), "expected one of the pj codes"),
+    ("provincial", provincial(pj=0), "expected one of the pj codes"),
     ("provincial", {"projectNo": "C1", "pj": 5}, "assessTime: Field required"),
     ("provincial", provincial(assessTime=AT_MS // 1000), "milliseconds"),
     ("provincial", provincial(assessTime="2026-11-02 10:15:00"), "milliseconds"),
     ("provincial", provincial(satisfaction=1), "satisfaction: unknown field"),
-    ("provincial", provincial(attitude="3"), "attitude code"),
+    ("provincial", provincial(attitude="3"), "expected one of the attitude codes"),
     ("provincial", provincial(assessNumber=3), "assessNumber"),
 ]
 
@@ -464,3 +464,53 @@ def test_documented_examples_give_the_documented_fact(
     for adapter, example in zip(("generic_json", "gbt39046", "provincial"), examples, strict=True):
         body = one(make_feed(adapter), example).body.model_dump(mode="json")
         assert {**body, "rating_id": expected["rating_id"]} == expected, adapter
+
+
+ID_NUMBER = "11010519491231002X"
+LEAKY = [
+    ("generic_json", generic(sfzh=ID_NUMBER)),
+    ("generic_json", generic(window=ID_NUMBER + " 3")),
+    ("generic_json", generic(extra={"zjh": ID_NUMBER.lower()})),
+    ("gbt39046", gbt(satisfaction=ID_NUMBER)),
+    ("gbt39046", gbt(attitude=ID_NUMBER)),
+    ("gbt39046", gbt(evaluateTime=ID_NUMBER)),
+    ("provincial", provincial(pj=ID_NUMBER)),
+    ("provincial", provincial(assessTime=110105194912310021)),
+    ("provincial", b"not json " + ID_NUMBER.encode()),
+]
+
+
+@pytest.mark.parametrize(("adapter", "payload"), LEAKY)
+def test_dead_letters_and_logs_never_hold_an_id_number(
+    make_feed: Callable[..., EvaluatorFeed],
+    adapter: str,
+    payload: dict[str, Any] | bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    feed = make_feed(adapter)
+    assert feed.handle(message(payload)) == []
+    [letter] = feed._store.dead_letters("evaluators")
+    for blob in (letter.payload, letter.reason.encode(), caplog.text.encode()):
+        assert b"110105" not in blob.upper(), blob
+    assert letter.reason  # still says why
+
+
+@pytest.mark.parametrize(
+    ("adapter", "payload"),
+    [
+        ("gbt39046", gbt(attitude="张三")),
+        ("gbt39046", gbt(satisfaction="张三")),
+        ("gbt39046", gbt(evaluateTime="张三")),
+        ("provincial", provincial(pj="张三")),
+        ("provincial", provincial(assessTime=13800000000123)),
+    ],
+)
+def test_reasons_name_the_field_but_never_quote_the_value(
+    make_feed: Callable[..., EvaluatorFeed], adapter: str, payload: dict[str, Any]
+) -> None:
+    feed = make_feed(adapter)
+    assert feed.handle(message(payload)) == []
+    [letter] = feed._store.dead_letters("evaluators")
+    assert "张三" not in letter.reason and "13800000000123" not in letter.reason
+    assert any(name in letter.reason for name in ("attitude", "satisfaction", "Time", "pj"))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.comms.mqtt_publisher import BrokerSettings
 from edge.feeds.base import FeedMessage, FeedStore
 from edge.feeds.queue_feed import QueueFeed
-from edge.feeds.runner import FeedRunner
+from edge.feeds.runner import FeedRunner, _Delivery
 from edge.worker import EdgeWorker
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import Fact, TicketFact, WaitFact, fact_topic, parse_fact
@@ -91,6 +94,7 @@ def test_vendor_messages_become_facts_in_order(
         client_id=unique_id("feeds"),
         tick_interval_s=0.05,
         store=store,
+        settle_s=0.1,
     )
     runner.start()
     try:
@@ -222,3 +226,162 @@ def test_runner_reconnects_and_resubscribes_after_a_broker_restart(
     finally:
         runner.stop()
         broker.cleanup()
+
+
+class _BlockingFeed(StubFeed):
+    """A feed whose ``handle`` blocks until released."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def handle(self, message: FeedMessage) -> list[Fact]:
+        self.entered.set()
+        self.release.wait(10)
+        return super().handle(message)
+
+
+def _unreachable() -> BrokerSettings:
+    """A broker address where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return BrokerSettings(port=port)
+
+
+def test_stop_says_whether_the_feed_thread_ended() -> None:
+    feed = _BlockingFeed("a/b")
+    runner = FeedRunner([feed], _unreachable(), lambda f: None, client_id="stuck")
+    runner._inbox.put(_Delivery(FeedMessage("a/b", b"x", datetime.now(UTC)), 1, 1, 0))
+    runner.start()
+    assert feed.entered.wait(5)
+    assert runner.stop(timeout=0.1) is False
+    assert runner.running
+    feed.release.set()
+    wait_until(lambda: not runner.running, 5, "the feed thread to end")
+    assert runner.stop() is True
+
+
+def test_edge_worker_keeps_the_feed_store_open_while_the_feed_thread_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = build_hall("h-stop").model_dump(mode="json", context={"reveal_secrets": True})
+    data["mqtt"] = {"port": _unreachable().port}
+    data["edge"] = {
+        "outbox_path": str(tmp_path / "outbox.sqlite"),
+        "feed_state_path": str(tmp_path / "feeds.sqlite"),
+    }
+    data["queue"] = {"topic": "vendor/{hall}/queue", "applicant_salt": SALT}
+    edge = EdgeWorker(HallConfig.model_validate(data), detector=_Nobody())  # type: ignore[arg-type]
+    assert edge.feeds is not None and edge.feed_store is not None
+    real_stop = edge.feeds.stop
+    monkeypatch.setattr(edge.feeds, "stop", lambda: real_stop() and False)  # "did not join"
+    edge.start()
+    edge.stop()
+    assert edge.feed_store.dead_letters() == []  # still open: the thread may still use it
+    edge.feed_store.close()
+
+
+def test_no_tick_while_the_broker_is_unreachable() -> None:
+    stub = StubFeed("a/b")
+    runner = FeedRunner([stub], _unreachable(), lambda f: None, client_id="alone",
+                        tick_interval_s=0.01)  # fmt: skip
+    runner.start()
+    try:
+        time.sleep(0.3)
+    finally:
+        runner.stop()
+    assert stub.ticks == 0
+
+
+class _LoggingFeed(StubFeed):
+    """Records messages and ticks in one log, in the order the runner made them."""
+
+    def __init__(self, topic: str, handle_s: float = 0.0) -> None:
+        super().__init__(topic)
+        self.log: list[str] = []
+        self._handle_s = handle_s
+
+    def handle(self, message: FeedMessage) -> list[Fact]:
+        time.sleep(self._handle_s)
+        self.log.append(message.payload.decode())
+        return [message]  # type: ignore[list-item]  # the test's write takes anything
+
+    def tick(self, now: datetime) -> list[Fact]:
+        self.log.append("tick")
+        return super().tick(now)
+
+
+def _publish_to(broker: Mosquitto, topic: str, payloads: list[str], client_id: str) -> None:
+    vendor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    vendor.connect(broker.host, broker.port)
+    vendor.loop_start()
+    for info in [vendor.publish(topic, payload.encode(), qos=1) for payload in payloads]:
+        info.wait_for_publish(5)
+    vendor.loop_stop()
+    vendor.disconnect()
+
+
+def test_after_a_reconnect_the_backlog_is_handled_before_any_tick(
+    mosquitto: Mosquitto, unique_id: Callable[[str], str]
+) -> None:
+    topic, client_id = f"vendor/{unique_id('b')}/queue", unique_id("feeds")
+    first = FeedRunner([StubFeed(topic)], BrokerSettings(port=mosquitto.port), lambda f: None,
+                       client_id=client_id)  # fmt: skip
+    first.start()
+    wait_until(lambda: first.ready, 10, "the first subscription")
+    assert first.stop()  # the session (subscription) stays at the broker
+    backlog = [f"m{i}" for i in range(30)]
+    _publish_to(mosquitto, topic, backlog, unique_id("vendor"))  # held for the edge
+
+    feed = _LoggingFeed(topic, handle_s=0.005)
+    runner = FeedRunner([feed], BrokerSettings(port=mosquitto.port), lambda f: None,
+                        client_id=client_id, tick_interval_s=0.002, settle_s=0.3)  # fmt: skip
+    runner.start()
+    try:
+        wait_until(lambda: "tick" in feed.log, 10, "the first tick")
+    finally:
+        runner.stop()
+    first_tick = feed.log.index("tick")
+    assert feed.log[:first_tick] == backlog  # every held message came before the first tick
+
+
+def test_messages_not_yet_handled_are_delivered_again_after_a_stop(
+    mosquitto: Mosquitto, unique_id: Callable[[str], str]
+) -> None:
+    topic, client_id = f"vendor/{unique_id('a')}/queue", unique_id("feeds")
+    sent = [f"m{i}" for i in range(6)]
+    written: list[str] = []
+    in_write, gate = threading.Event(), threading.Event()
+
+    def slow_write(fact: Fact) -> None:
+        payload = cast(FeedMessage, fact).payload.decode()  # _LoggingFeed returns messages
+        if payload == "m1":
+            in_write.set()
+            gate.wait(10)  # m2 … m5 wait in the runner's memory meanwhile
+        written.append(payload)
+
+    first = FeedRunner([_LoggingFeed(topic)], BrokerSettings(port=mosquitto.port), slow_write,
+                       client_id=client_id)  # fmt: skip
+    first.start()
+    wait_until(lambda: first.ready, 10, "the first subscription")
+    _publish_to(mosquitto, topic, sent, unique_id("vendor"))
+    assert in_write.wait(5)
+    wait_until(lambda: first._inbox.qsize() == len(sent) - 2, 5, "the rest received")
+    stopping = threading.Thread(target=first.stop)
+    stopping.start()  # the edge stops (or crashes) while writing m1
+    wait_until(first._stop.is_set, 5, "the stop")
+    gate.set()
+    stopping.join(10)
+    assert written == ["m0", "m1"] and first.acked == 2
+
+    written.clear()
+    again = FeedRunner([_LoggingFeed(topic)], BrokerSettings(port=mosquitto.port), slow_write,
+                       client_id=client_id)  # fmt: skip
+    again.start()
+    try:
+        wait_until(lambda: written == sent[2:], 10, "the unacknowledged messages again")
+    finally:
+        again.stop()
+    assert again.acked == len(sent) - 2

@@ -203,14 +203,17 @@ def test_numeric_state_records(record: dict[str, Any], expected: dict[str, Any])
 
 
 NUMERIC_BAD = [
-    ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 7}, "unknown state zt=7"),
+    ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 7}, "zt: unknown state"),
     ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00"}, "needs zt"),
     ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": "0"}, "zt:"),
     ({"lx": "qh", "qhh": "A1", "sj": "2026-11-02 09:00:00"}, "needs the service"),
     ({"lx": "qd", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 0}, "only for call records"),
     ({"lx": "xx", "qhh": "A1", "sj": "2026-11-02 09:00:00"}, "lx:"),
     ({"lx": "qh", "qhh": "A1", "ywlx": "A", "sj": "02/11/2026 9am"}, "sj: expected"),
-    ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 1, "bjjg": 6}, "bjjg=6"),
+    (
+        {"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 1, "bjjg": 6},
+        "bjjg: unknown result",
+    ),
     ({"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 2}, "zyywlx"),
     ({"lx": "qh", "qhh": "A1", "ywlx": "A", "sj": "2026-11-02 09:00:00", "xm": "张三"}, "xm"),
 ]
@@ -363,3 +366,12 @@ def test_id_number_never_in_facts_or_dead_letters(
     for text in [f.model_dump_json() for f in facts] + [dead.payload.decode(), dead.reason]:
         assert ID_NUMBER not in text and ID_NUMBER.lower() not in text
     assert json.loads(dead.payload)  # still readable, with the number masked
+
+
+@pytest.mark.parametrize("field", ["zt", "bjjg"])
+def test_numeric_state_reasons_never_quote_the_value(field: str) -> None:
+    record: dict[str, Any] = {"lx": "jh", "qhh": "A1", "sj": "2026-11-02 09:00:00", "zt": 1}
+    record[field] = 110105194912310021
+    with pytest.raises(QueueAdapterError, match=f"{field}: unknown") as info:
+        numeric.parse(raw(record))
+    assert "110105" not in str(info.value)

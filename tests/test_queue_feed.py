@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from edge.feeds.base import FeedMessage, FeedStore
 from edge.feeds.queue_adapters import make_adapter
@@ -19,7 +22,9 @@ from hallwatch.contract import (
     encode,
     parse_fact,
 )
-from tests.test_wait_clock import TOPIC, hall_time, message, queue_hall
+from tests.test_wait_clock import LATER, TOPIC, hall_time, message, queue_hall
+
+CST = ZoneInfo("Asia/Shanghai")
 
 
 def at(hhmm: str, day: str = "2026-11-02") -> datetime:
@@ -215,3 +220,119 @@ def test_protocol_doc_feed_examples_parse() -> None:
         event = make_adapter(config, ZoneInfo("Asia/Shanghai")).parse(example.encode())
         assert (event.event, event.ticket, event.window) == ("called", "A017", "3")
         assert event.at == at("09:41:12")
+
+
+def _transfers(feed: QueueFeed, ticket: str, count: int) -> list[Fact]:
+    """``count`` transfers of ``ticket`` from 09:01:00, one a second, alternating services."""
+    facts: list[Fact] = []
+    for i in range(count):
+        when = f"09:{1 + i // 60:02d}:{i % 60:02d}"
+        facts += feed.handle(message("transferred", ticket, when, to_service="AB"[i % 2]))
+    return facts
+
+
+def test_a_transfer_past_the_most_legs_is_refused_and_the_feed_goes_on() -> None:
+    store = FeedStore(":memory:")
+    feed = QueueFeed(queue_hall(), store)
+    feed.handle(message("issued", "A001", "09:00", service="A"))
+    _transfers(feed, "A001", 99)  # legs 2 … 100
+    assert feed.counts["dead_letter"] == 0
+    assert feed.handle(message("transferred", "A001", "09:03:00", to_service="C")) == []
+    [dead] = store.dead_letters("queue")
+    assert "100 legs" in dead.reason
+    facts = feed.handle(message("issued", "A002", "09:45", service="A"))
+    waits = [(f.body.ticket, f.body.leg) for f in facts if isinstance(f, WaitFact)]
+    assert waits == [("A001", 100)]
+    assert [f.body.ticket for f in facts if isinstance(f, TicketFact)] == ["A002"]
+
+
+def test_one_broken_ticket_never_wedges_the_timers(caplog: pytest.LogCaptureFixture) -> None:
+    store = FeedStore(":memory:")
+    feed = QueueFeed(queue_hall(), store)
+    feed.handle(message("issued", "A001", "09:00", service="A"))
+    feed.handle(message("issued", "A002", "09:01", service="A"))
+    with store.transaction() as conn:  # a state the contract refuses (e.g. left by an old bug)
+        conn.execute("UPDATE tickets SET leg = 101 WHERE ticket_id = '20261102-A001'")
+    facts = feed.handle(message("issued", "A003", "09:40", service="A"))
+    assert [(f.body.ticket, hall_time(f.ts)) for f in facts if isinstance(f, WaitFact)] == [
+        ("A002", "09:31:00")
+    ]
+    assert [f.body.ticket for f in facts if isinstance(f, TicketFact)] == ["A003"]
+    assert "20261102-A001" in caplog.text
+    with store.reading() as conn:
+        row = conn.execute(
+            "SELECT breach_at FROM tickets WHERE ticket_id = '20261102-A001'"
+        ).fetchone()
+    assert row == (None,)  # its timer is cleared: it does not fail again at every event
+    caplog.clear()
+    later = feed.handle(message("issued", "A004", "10:20", service="A"))
+    assert [f.body.ticket for f in later if isinstance(f, WaitFact)] == ["A003"]
+    assert "20261102-A001" not in caplog.text
+    # the broken ticket still ends at the day's close with the others
+    end = feed.handle(message(*LATER, service="A"))
+    closed = [
+        f.body.ticket for f in end if isinstance(f, TicketFact) and f.body.event == "abandoned"
+    ]
+    assert closed == ["A001", "A002", "A003", "A004"]
+
+
+def test_day_end_timers_come_out_in_time_order_whatever_their_kind() -> None:
+    feed = QueueFeed(queue_hall(), FeedStore(":memory:"))
+    friday, saturday, sunday = "2026-11-06", "2026-11-07", "2026-11-08"
+    facts = feed.handle(message("issued", "A001", f"{friday}T16:50:00+08:00", service="A"))
+    facts += feed.handle(message("called", "A001", f"{friday}T16:55:00+08:00", window="3"))
+    # Saturday: no service, so B001's day ends at midnight, after A001's not_ended (05:00).
+    facts += feed.handle(message("issued", "B001", f"{saturday}T04:00:00+08:00", service="A"))
+    facts += feed.handle(message("issued", "Z999", f"{sunday}T01:00:00+08:00", service="A"))
+    got = [
+        (f.body.ticket, f.body.event, f.body.reason, f.ts.astimezone(CST).isoformat())
+        for f in facts
+        if isinstance(f, TicketFact) and f.body.event == "abandoned"
+    ]
+    assert got == [
+        ("A001", "abandoned", "not_ended", "2026-11-07T05:00:00+08:00"),
+        ("B001", "abandoned", "closed", "2026-11-08T00:00:00+08:00"),
+    ]
+    stamps = [f.ts for f in facts]
+    assert stamps == sorted(stamps)
+
+
+def _offset_feed() -> tuple[QueueFeed, Callable[..., list[Fact]]]:
+    """A wall-clock feed and ``send(n, machine_time, delay_s, live=True)`` issuing A<n>."""
+    edge_now = [at("09:00")]
+    feed = QueueFeed(queue_hall(clock="wall"), FeedStore(":memory:"), now=lambda: edge_now[0])
+
+    def send(n: int, machine: datetime, delay_s: float, live: bool = True) -> list[Fact]:
+        edge_now[0] = machine + timedelta(seconds=delay_s)
+        raw = message("issued", f"A{n:03d}", machine.isoformat(), service="A")
+        return feed.handle(FeedMessage(raw.topic, raw.payload, edge_now[0], live=live))
+
+    return feed, send
+
+
+def test_a_machine_clock_off_by_more_than_30_s_is_warned_about_at_most_hourly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed, send = _offset_feed()
+    for n in range(20):  # a backlog delivered late after a reconnect: not a clock offset
+        send(n, at("08:00") + timedelta(seconds=n), 600, live=False)
+    for n in range(20, 24):
+        send(n, at("09:00") + timedelta(minutes=n - 20), 45)
+    assert feed.clock_offset_s is None
+    assert "clock" not in caplog.text
+    for n in range(24, 40):  # 09:04 … 09:19, machine 45 s behind
+        send(n, at("09:00") + timedelta(minutes=n - 20), 45)
+    assert feed.clock_offset_s == 45
+    warnings = [r for r in caplog.records if "NTP" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "45 s behind" in warnings[0].getMessage()
+    send(40, at("10:05"), 45)  # more than an hour after the first warning
+    assert len([r for r in caplog.records if "NTP" in r.getMessage()]) == 2
+
+
+def test_a_synced_machine_clock_is_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    feed, send = _offset_feed()
+    for n in range(40):
+        send(n, at("09:00") + timedelta(minutes=n), 0.5 if n % 7 else 90)  # a few slow ones
+    assert feed.clock_offset_s == 0.5
+    assert "NTP" not in caplog.text

@@ -147,3 +147,21 @@ def test_visits_beyond_trip_link_days_are_forgotten() -> None:
     assert trips(visit(feed, "2026-11-09", "A001", case_no="BJ1")) == []  # 7 days later
     [fact] = trips(visit(feed, "2026-11-12", "A001", case_no="BJ1"))  # 3 days after the last
     assert (fact.body.trips, fact.body.visits) == (2, [date(2026, 11, 9), date(2026, 11, 12)])
+
+
+def test_a_count_is_never_reported_twice_when_old_visits_are_forgotten() -> None:
+    feed = new_feed(trip_link_days=5)
+
+    def counts(day: str) -> list[int]:
+        return [f.body.trips for f in trips(visit(feed, day, "A001", case_no="BJ1"))]
+
+    assert counts("2026-11-02") == []
+    assert counts("2026-11-03") == [2]
+    assert counts("2026-11-04") == [3]
+    assert counts("2026-11-08") == []  # 11-02 forgotten: 3 linked again, 3 was reported
+    assert counts("2026-11-09") == []  # 11-03 forgotten: still 3
+    assert counts("2026-11-10") == []  # 11-04 forgotten: 3
+    assert counts("2026-11-11") == [4]  # a count not yet reported
+    # Every earlier visit forgotten: the case starts over and counts from one again.
+    assert counts("2026-11-30") == []
+    assert counts("2026-12-01") == [2]

@@ -1,8 +1,8 @@
 """Applicant keys: a salted HMAC of an ID number, so no ID number is ever kept.
 
 An adapter that receives an ID number (身份证号) replaces it at once with
-:func:`applicant_key`; a message that must be dead-lettered or logged first goes through
-:func:`mask_id_numbers`, which blanks ID numbers in the raw payload.
+:func:`applicant_key`. Every dead letter goes through :func:`mask_id_numbers` (in
+:meth:`edge.feeds.base.FeedStore.dead_letter`), which blanks ID numbers in the raw payload.
 
 Example:
     >>> applicant_key(" 11010519491231002x ", "a-salt-of-16-chars")

@@ -4,7 +4,8 @@ A feed turns a vendor's MQTT messages into facts. The MQTT client's callback onl
 enqueues (:class:`FeedMessage`); one feed thread calls :meth:`Feed.handle` for each
 message in arrival order and :meth:`Feed.tick` about once a second, and writes the facts
 they return to the outbox. A feed never raises for bad input: it dead-letters the
-message in the :class:`FeedStore` with the reason and goes on.
+message in the :class:`FeedStore` with the reason and goes on; the store blanks ID
+numbers in every dead letter (payload, topic, reason) and its log line.
 
 Feed state (tickets, visits, ratings seen, dead letters) lives in one SQLite file per
 edge (``edge.feed_state_path``), so it survives restarts; each feed owns its tables.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hallwatch.contract import Fact
+from hallwatch.privacy import mask_id_numbers, mask_id_numbers_text
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +39,15 @@ class FeedMessage:
         topic: The topic it came on.
         payload: Raw payload bytes.
         received: When the edge received it (UTC).
+        live: False for a message delivered while the runner was catching up after a
+            (re)connect (a backlog the broker held): its ``received`` says nothing about
+            when it was sent.
     """
 
     topic: str
     payload: bytes
     received: datetime
+    live: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,13 +120,27 @@ class FeedStore:
             yield self._conn
 
     def dead_letter(self, feed: str, message: FeedMessage, reason: str) -> None:
-        """Keep a message a feed cannot use, with the reason (payload truncated to 64 KiB)."""
+        """Keep a message a feed cannot use, with the reason (payload truncated to 64 KiB).
+
+        Every dead letter passes here, so this is where ID numbers are blanked, whatever
+        the feed: in the payload (:func:`~hallwatch.privacy.mask_id_numbers`), the topic
+        and the reason (:func:`~hallwatch.privacy.mask_id_numbers_text`). The log line
+        quotes the masked reason. Callers pass the raw message.
+
+        Args:
+            feed: The feed's name.
+            message: The message as received (unmasked).
+            reason: Why it cannot be used (may quote input; masked here).
+        """
+        topic = mask_id_numbers_text(message.topic)
+        payload = mask_id_numbers(message.payload)[:DEAD_LETTER_MAX_PAYLOAD]
+        safe_reason = mask_id_numbers_text(reason)
         logger.warning(
             "%s feed: dead-lettering message on %s (%d bytes): %s",
             feed,
-            message.topic,
+            topic,
             len(message.payload),
-            reason[:300],
+            safe_reason[:300],
         )
         with self.transaction() as conn:
             conn.execute(
@@ -128,9 +148,9 @@ class FeedStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (
                     feed,
-                    message.topic,
-                    message.payload[:DEAD_LETTER_MAX_PAYLOAD],
-                    reason[:2000],
+                    topic,
+                    payload,
+                    safe_reason[:2000],
                     message.received.astimezone(UTC).isoformat(),
                 ),
             )

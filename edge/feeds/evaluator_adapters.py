@@ -163,7 +163,8 @@ def _code(value: Any, table: Mapping[int, Any], what: str) -> Any:
         number = None
     if number is None or number not in table:
         known = ", ".join(f"{code} = {_describe(item)}" for code, item in table.items())
-        raise ValueError(f"{what} code {value!r} is not one of {known}")
+        # The value is not quoted: a field in the wrong place may hold personal data.
+        raise ValueError(f"expected one of the {what} codes ({known})")
     return table[number]
 
 
@@ -317,7 +318,7 @@ class _GbtRating(_Strict):
             return None
         if isinstance(value, str) and value.strip() in ("好", "差"):
             return _ATTITUDE_WORDS[value.strip()]
-        raise ValueError(f"attitude (服务态度) is 好 or 差, not {value!r}")
+        raise ValueError("attitude (服务态度): expected 好 or 差")
 
     @field_validator("evaluate_count", mode="before")
     @classmethod
@@ -334,7 +335,7 @@ class _GbtRating(_Strict):
         try:
             return datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"{hint}, not {value[:40]!r}") from None
+            raise ValueError(hint) from None
 
     @field_validator("ticket", "window", "staff", "case_no", mode="before")
     @classmethod
@@ -410,7 +411,7 @@ class _ProvincialRating(_Strict):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("assessTime is an integer, epoch milliseconds")
         if not _MS_MIN <= value < _MS_MAX:
-            raise ValueError(f"assessTime {value} is not epoch milliseconds between 2000 and 2100")
+            raise ValueError("assessTime: expected epoch milliseconds between 2000 and 2100")
         return value
 
     @field_validator("project_no", "ticket_no", "win_no", "staff_id", mode="before")

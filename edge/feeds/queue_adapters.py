@@ -270,11 +270,11 @@ class _NumericRecord(_Strict):
             if self.zt is None:
                 raise ValueError("a call record (lx=jh) needs zt")
             if self.zt not in NUMERIC_STATES:
-                raise ValueError(f"unknown state zt={self.zt} (known: -1, 0, 1, 2, 3, 4)")
+                raise ValueError("zt: unknown state (expected -1, 0, 1, 2, 3 or 4)")
         elif self.zt is not None:
             raise ValueError(f"zt is only for call records (lx=jh), not lx={self.lx}")
         if self.bjjg is not None and self.bjjg not in NUMERIC_OUTCOMES:
-            raise ValueError(f"unknown result bjjg={self.bjjg} (known: 1, 2, 3, 4, 5, 9)")
+            raise ValueError("bjjg: unknown result (expected 1, 2, 3, 4, 5 or 9)")
         return self
 
 

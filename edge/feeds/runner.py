@@ -7,8 +7,19 @@
   matches its topic, calls :meth:`Feed.handle`, and calls every feed's :meth:`Feed.tick`
   about every ``tick_interval_s``. Each returned fact is passed to ``write`` (the
   outbox) in order.
+- **Acknowledgement.** Messages are acknowledged by hand (paho ``manual_ack``): a QoS 1
+  message is acked only once its feed handled it and ``write`` returned for each of its
+  facts. A message still in the in-memory inbox when the edge stops or crashes is not
+  acked, and the broker delivers it again (same client id, kept session). A message
+  received on an earlier connection is handled but not acked (its packet id belongs to
+  that connection): the broker sends it again and the feed drops the duplicate.
+- **Ticks wait for the backlog.** While disconnected, and after each (re)connect until
+  the broker acknowledged the subscriptions, the inbox is empty and no message came for
+  ``settle_s``, no feed is ticked: a wall-clock tick before the broker delivered the
+  messages it held would report false waits and abandons. Messages received before
+  that are marked not ``live``.
 - A feed that raises does not stop the thread: the error is logged and the message is
-  dead-lettered (ID numbers masked) in the feed store, when one is given.
+  dead-lettered in the feed store (which masks ID numbers), when one is given.
 """
 
 from __future__ import annotations
@@ -27,7 +38,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.comms.mqtt_publisher import BrokerSettings
-from edge.feeds.applicant import mask_id_numbers
 from edge.feeds.base import Feed, FeedMessage, FeedStore
 from hallwatch.contract import Fact, utcnow
 
@@ -44,6 +54,17 @@ class _Subscribed:
     mid: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """A received message and what is needed to acknowledge it."""
+
+    message: FeedMessage
+    mid: int
+    qos: int
+    connection: int
+    """Which connection (counted from 1) it came on: only that one can ack it."""
+
+
 class FeedRunner:
     """Feeds device messages from the broker to their feeds until stopped.
 
@@ -55,11 +76,17 @@ class FeedRunner:
         tick_interval_s: How often every feed's ``tick`` is called.
         now: The clock passed to ``tick`` and stamped on received messages.
         store: Feed store in which a message whose handler raised is dead-lettered.
+        settle_s: After each (re)connect, how long the inbox must stay empty (and the
+            subscriptions acknowledged) before feeds are ticked again.
+        monotonic: The clock that schedules ticks and the settle period (for tests).
 
     Attributes:
         handled: Messages processed so far (used, dropped or dead-lettered).
+        acked: QoS 1 messages acknowledged so far.
         connected: Whether the client is connected.
         ready: Whether it is connected and the broker acknowledged every subscription.
+        settled: Whether it is ready and has caught up with the broker's backlog (feeds
+            are ticked only then).
 
     Raises:
         ValueError: No feeds, or two feeds with the same topic filter.
@@ -75,6 +102,8 @@ class FeedRunner:
         tick_interval_s: float = 1.0,
         now: Callable[[], datetime] = utcnow,
         store: FeedStore | None = None,
+        settle_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         filters = [f.topic_filter for f in feeds]
         if not feeds or len(set(filters)) != len(filters):
@@ -85,12 +114,18 @@ class FeedRunner:
         self._tick_s = tick_interval_s
         self._now = now
         self._store = store
-        self._inbox: queue.Queue[FeedMessage | _Connected | _Subscribed] = queue.Queue()
+        self._settle_s = settle_s
+        self._mono = monotonic
+        self._inbox: queue.Queue[_Delivery | _Connected | _Subscribed] = queue.Queue()
         self._pending_subs: set[int] = set()
         self.ready = False
+        self.settled = False
+        self._quiet_since = 0.0
+        self._connection_no = 0  # written by paho's thread only (on connect)
         self._cond = threading.Condition()
         self._received = 0
         self.handled = 0
+        self.acked = 0
         self.connected = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"feeds-{client_id}", daemon=True)
@@ -99,6 +134,7 @@ class FeedRunner:
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             clean_session=False,
+            manual_ack=True,
         )
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password)
@@ -112,6 +148,7 @@ class FeedRunner:
 
     # Paho callbacks: enqueue only.
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connection_no += 1
         self._inbox.put(_Connected(not reason.is_failure))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
@@ -123,7 +160,10 @@ class FeedRunner:
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self._cond:
             self._received += 1
-        self._inbox.put(FeedMessage(message.topic, bytes(message.payload), self._now()))
+        received = FeedMessage(
+            message.topic, bytes(message.payload), self._now(), live=self.settled
+        )
+        self._inbox.put(_Delivery(received, message.mid, message.qos, self._connection_no))
 
     def start(self) -> None:
         """Connect (asynchronously, retried with backoff) and start the feed thread."""
@@ -139,15 +179,33 @@ class FeedRunner:
         self._client.loop_start()
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread (after the message in progress) and disconnect. Idempotent."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
+    @property
+    def running(self) -> bool:
+        """Whether the feed thread is still alive (it may be using the feed store)."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the thread (after the message in progress) and disconnect. Idempotent.
+
+        Messages still queued are not acknowledged: the broker delivers them again.
+
+        Args:
+            timeout: How long to wait for the feed thread.
+
+        Returns:
+            True once the feed thread has ended; False if it is still running (stuck in
+            a feed or a write) after ``timeout``, when the feed store must stay open.
+        """
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._thread.is_alive():
+                self._thread.join(timeout=timeout)
+            self._client.disconnect()
+            self._client.loop_stop()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._client.disconnect()
-        self._client.loop_stop()
+            logger.error("the feed thread did not stop within %.0f s", timeout)
+            return False
+        return True
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message received so far is processed.
@@ -165,9 +223,9 @@ class FeedRunner:
         return True
 
     def _run(self) -> None:
-        next_tick = time.monotonic() + self._tick_s
+        next_tick = self._mono() + self._tick_s
         while not self._stop.is_set():
-            wait = max(0.0, min(0.2, next_tick - time.monotonic()))
+            wait = max(0.0, min(0.2, next_tick - self._mono()))
             try:
                 item = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
             except queue.Empty:
@@ -177,14 +235,35 @@ class FeedRunner:
             elif isinstance(item, _Subscribed):
                 self._pending_subs.discard(item.mid)
                 self.ready = self.connected and not self._pending_subs
+                self._quiet_since = self._mono()
             elif item is not None:
-                self._handle(item)
-            if time.monotonic() >= next_tick:
-                self._tick()
-                next_tick = max(next_tick + self._tick_s, time.monotonic())
+                self._quiet_since = self._mono()
+                self._deliver(item)
+            if self._mono() >= next_tick:
+                if self._may_tick():
+                    self._tick()
+                next_tick = max(next_tick + self._tick_s, self._mono())
+
+    def _may_tick(self) -> bool:
+        """Whether feeds may be ticked: connected, subscribed, and caught up.
+
+        After a (re)connect the runner is *settled* once the inbox is empty and nothing
+        arrived for ``settle_s``; until the next disconnect it stays settled.
+        """
+        if not self.ready:
+            self.settled = False
+            return False
+        if not self.settled and (
+            self._inbox.empty() and self._mono() - self._quiet_since >= self._settle_s
+        ):
+            self.settled = True
+            logger.info("feed client caught up with the broker; ticking feeds")
+        return self.settled
 
     def _connection(self, ok: bool) -> None:
         self.ready = False
+        self.settled = False
+        self._quiet_since = self._mono()
         self._pending_subs.clear()
         if ok:
             for feed in self._feeds:
@@ -195,7 +274,25 @@ class FeedRunner:
             logger.info("feed client %s", "connected" if ok else "disconnected")
         self.connected = ok
 
-    def _handle(self, message: FeedMessage) -> None:
+    def _deliver(self, delivery: _Delivery) -> None:
+        """Handle a message, then acknowledge it if every fact was written."""
+        if self._handle(delivery.message) and delivery.qos > 0:
+            if delivery.connection != self._connection_no:
+                logger.debug("message %d came on an earlier connection; not acked", delivery.mid)
+                return
+            rc = self._client.ack(delivery.mid, delivery.qos)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                self.acked += 1
+            else:
+                logger.debug("could not ack message %d (%s)", delivery.mid, rc)
+
+    def _handle(self, message: FeedMessage) -> bool:
+        """Route one message to its feed and write its facts.
+
+        Returns:
+            True when it may be acknowledged: handled (used, dropped, or dead-lettered)
+            and every fact written; False when a write failed (the broker sends it again).
+        """
         try:
             feed = next(
                 (f for f in self._feeds if mqtt.topic_matches_sub(f.topic_filter, message.topic)),
@@ -205,14 +302,14 @@ class FeedRunner:
                 # Only a broker that ignores the filters sends these: the demo's embedded
                 # amqtt was seen delivering the edge's retained status to this client.
                 logger.debug("no feed for a message on %s; dropped", message.topic)
-                return
+                return True
             try:
                 facts = feed.handle(message)
             except Exception as exc:  # a feed's bug never stops the others
                 logger.exception("%s feed failed on a message on %s", feed.name, message.topic)
                 self._dead_letter(feed.name, message, f"handler error: {type(exc).__name__}")
-                return
-            self._emit(feed.name, facts)
+                return True
+            return self._emit(feed.name, facts)
         finally:
             with self._cond:
                 self.handled += 1
@@ -228,18 +325,21 @@ class FeedRunner:
                 continue
             self._emit(feed.name, facts)
 
-    def _emit(self, feed: str, facts: list[Fact]) -> None:
+    def _emit(self, feed: str, facts: list[Fact]) -> bool:
+        """Write facts in order; False if any write failed (each failure is logged)."""
+        ok = True
         for fact in facts:
             try:
                 self._write(fact)
             except Exception:
+                ok = False
                 logger.exception("%s feed: could not write a %s fact", feed, fact.kind)
+        return ok
 
     def _dead_letter(self, feed: str, message: FeedMessage, reason: str) -> None:
         if self._store is None:
             return
-        masked = FeedMessage(message.topic, mask_id_numbers(message.payload), message.received)
         try:
-            self._store.dead_letter(feed, masked, reason)
+            self._store.dead_letter(feed, message, reason)  # the store masks ID numbers
         except Exception:
             logger.exception("could not dead-letter a %s message", feed)

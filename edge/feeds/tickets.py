@@ -22,6 +22,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 from edge.feeds.base import FeedStore
 from edge.feeds.queue_adapters import QueueEvent
@@ -52,6 +53,9 @@ UNENDED = ("called", "serving")
 """States a window may still finish after closing time (延时服务); abandoned (reason
 ``not_ended``) only :data:`UNENDED_GRACE` after the close."""
 UNENDED_GRACE = timedelta(hours=12)
+MAX_LEG = 100
+"""The most legs a ticket may have (``WaitBody.leg`` is at most 100): a transfer that
+would start leg 101 is refused (dead-lettered)."""
 
 ALLOWED: dict[TicketEventType, tuple[str, ...]] = {
     E.CHECKED_IN: ("waiting",),
@@ -97,6 +101,16 @@ _SCHEMA = (
 
 class TicketError(ValueError):
     """An event the tracker cannot apply; the message is the reason (for the dead letter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Timer:
+    """The next thing due by time alone: a ticket's breach or abandon, or a gauge."""
+
+    at: datetime
+    kind: Literal["breach", "abandon", "gauge"]
+    """``abandon``: at the issue day's end, ``closed`` or ``not_ended``."""
+    ticket: _Ticket | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,57 +350,106 @@ class TicketTracker:
     # ------------------------------------------------------------------ time
 
     def _advance(self, conn: sqlite3.Connection, to: datetime) -> list[Emitted]:
+        """Move the feed's time to ``to``: next timer, handle it, repeat.
+
+        A timer whose handling fails (a bug, or a ticket the contract refuses) is logged
+        with its ticket id and cleared, and the others go on: no single ticket can stop
+        the feed (its failure is rolled back to a savepoint, never the whole advance).
+        """
         out: list[Emitted] = []
         now = _dt(self._meta(conn, "feed_time"))
         if now is not None and to <= now:
             return out
         interval = timedelta(seconds=self.cfg.gauge_interval_s)
         next_gauge = _dt(self._meta(conn, "next_gauge")) or to + interval
-        limit = _ts(to)
-        closable = ", ".join(f"'{s}'" for s in CLOSABLE)
-        unended = ", ".join(f"'{s}'" for s in UNENDED)
-        while True:
-            breach = conn.execute(
-                f"{_SELECT} WHERE breach_at IS NOT NULL AND breach_at <= ?"
-                " ORDER BY breach_at, ticket_id LIMIT 1",
-                (limit,),
-            ).fetchone()
-            close = (
-                conn.execute(
-                    f"{_SELECT} WHERE state IN ({closable}) AND close_at <= ?"
-                    " ORDER BY close_at, ticket_id LIMIT 1",
-                    (limit,),
-                ).fetchone()
-                or conn.execute(
-                    f"{_SELECT} WHERE state IN ({unended}) AND close_at <= ?"
-                    " ORDER BY close_at, ticket_id LIMIT 1",
-                    (_ts(to - UNENDED_GRACE),),
-                ).fetchone()
-            )
-            b = _Ticket(*breach) if breach else None
-            c = _Ticket(*close) if close else None
-            c_due = None if c is None else _ts(self._abandon_at(c))
-            due = [x for x in (b.breach_at if b else None, c_due) if x]
-            first = min(due, default=None)
-            first_dt = _dt(first)
-            if next_gauge <= to and (first_dt is None or next_gauge < first_dt):
-                # One gauge, at the latest slot before the next timer (missed ones skipped).
-                k = (to - next_gauge) // interval
-                if first_dt is not None:
-                    k = min(k, -((next_gauge - first_dt) // interval) - 1)
-                slot = next_gauge + k * interval
-                out.append(Emitted(slot, self._gauge(conn, slot)))
-                next_gauge = slot + interval
+        while (timer := self._next_due(conn, to, next_gauge)) is not None:
+            if timer.ticket is None:
+                next_gauge = timer.at + interval
+                try:
+                    out.append(Emitted(timer.at, self._gauge(conn, timer.at)))
+                except Exception:
+                    logger.exception("queue gauge at %s failed; skipped", timer.at)
                 continue
-            if first is None:
-                break
-            if b is not None and b.breach_at == first:
-                out.append(self._breach(conn, b, first_dt or to))
-            elif c is not None:
-                out.append(self._abandon_closed(conn, c))
+            out.extend(self._fire(conn, timer, timer.ticket))
         self._set_meta(conn, "feed_time", _ts(to))
         self._set_meta(conn, "next_gauge", _ts(next_gauge))
         return out
+
+    def _next_due(
+        self, conn: sqlite3.Connection, to: datetime, next_gauge: datetime
+    ) -> _Timer | None:
+        """The earliest timer due by ``to``, or None.
+
+        Candidates: the earliest breach, the earliest day's-end abandon of a waiting
+        ticket (``closed``, at ``close_at``) and of a called or served one (``not_ended``,
+        :data:`UNENDED_GRACE` later), and the gauge. At the same instant a breach comes
+        before an abandon and ``closed`` before ``not_ended``. A gauge is sent only when
+        no timer comes first, at the latest slot before the next timer (missed slots are
+        skipped).
+        """
+        limit = _ts(to)
+        closable = ", ".join(f"'{s}'" for s in CLOSABLE)
+        unended = ", ".join(f"'{s}'" for s in UNENDED)
+        timers: list[tuple[datetime, int, _Timer]] = []
+        row = conn.execute(
+            f"{_SELECT} WHERE breach_at IS NOT NULL AND breach_at <= ?"
+            " ORDER BY breach_at, ticket_id LIMIT 1",
+            (limit,),
+        ).fetchone()
+        if row is not None:
+            t = _Ticket(*row)
+            at = _dt(t.breach_at)
+            assert at is not None
+            timers.append((at, 0, _Timer(at, "breach", t)))
+        day_end = ((closable, limit), (unended, _ts(to - UNENDED_GRACE)))
+        for rank, (states, by) in enumerate(day_end):
+            row = conn.execute(
+                f"{_SELECT} WHERE state IN ({states}) AND close_at <= ?"
+                " ORDER BY close_at, ticket_id LIMIT 1",
+                (by,),
+            ).fetchone()
+            if row is not None:
+                t = _Ticket(*row)
+                at = self._abandon_at(t)
+                timers.append((at, 1 + rank, _Timer(at, "abandon", t)))
+        first = min(timers, key=lambda x: (x[0], x[1]))[2] if timers else None
+        if next_gauge <= to and (first is None or next_gauge < first.at):
+            interval = timedelta(seconds=self.cfg.gauge_interval_s)
+            k = (to - next_gauge) // interval
+            if first is not None:
+                k = min(k, -((next_gauge - first.at) // interval) - 1)
+            return _Timer(next_gauge + k * interval, "gauge")
+        return first
+
+    def _fire(self, conn: sqlite3.Connection, timer: _Timer, t: _Ticket) -> list[Emitted]:
+        """Handle one ticket's timer; on failure log it, clear the timer and go on."""
+        conn.execute("SAVEPOINT ticket_timer")
+        try:
+            if timer.kind == "breach":
+                done = [self._breach(conn, t, timer.at)]
+            else:
+                done = [self._abandon_due(conn, t)]
+        except Exception:
+            conn.execute("ROLLBACK TO ticket_timer")
+            logger.exception(
+                "ticket %s: its %s due at %s failed; timer cleared, the feed goes on",
+                t.ticket_id,
+                timer.kind,
+                timer.at,
+            )
+            if timer.kind == "breach":  # this leg's wait is not reported
+                conn.execute(
+                    "UPDATE tickets SET breach_at = NULL, breached = 1 WHERE ticket_id = ?",
+                    (t.ticket_id,),
+                )
+            else:  # the ticket ends without its abandoned fact
+                conn.execute(
+                    "UPDATE tickets SET state = 'abandoned', breach_at = NULL WHERE ticket_id = ?",
+                    (t.ticket_id,),
+                )
+            done = []
+        conn.execute("RELEASE ticket_timer")
+        return done
 
     def _breach(self, conn: sqlite3.Connection, t: _Ticket, at: datetime) -> Emitted:
         limit_s = self.cfg.wait_limit_s(t.service)
@@ -416,7 +479,10 @@ class TicketTracker:
         assert at is not None
         return at if t.state in CLOSABLE else at + UNENDED_GRACE
 
-    def _abandon_closed(self, conn: sqlite3.Connection, t: _Ticket) -> Emitted:
+    def _abandon_due(self, conn: sqlite3.Connection, t: _Ticket) -> Emitted:
+        """Abandon a ticket at its issue day's end: ``closed`` when it was waiting or
+        no-show, ``not_ended`` when it was called or served and still open
+        :data:`UNENDED_GRACE` after the close."""
         at = self._abandon_at(t)
         reason = "closed" if t.state in CLOSABLE else "not_ended"
         body = self._ticket_body(t, E.ABANDONED, at, reason=reason)
@@ -536,13 +602,17 @@ class TicketTracker:
             raise TicketError(f"{kind.value}: ticket {t.ticket_id} is {t.state}")
         if kind is E.CHECKED_IN and t.checked_in:
             raise TicketError(f"checked_in: ticket {t.ticket_id} already checked in")
+        if kind is E.TRANSFERRED and t.leg >= MAX_LEG:
+            raise TicketError(
+                f"transferred: ticket {t.ticket_id} already has {MAX_LEG} legs, the most allowed"
+            )
         out: list[Emitted] = []
         old_service = t.service
         t.case_no = ev.case_no or t.case_no
         t.applicant_key = ev.applicant_key or t.applicant_key
         t.window = ev.window or t.window
         t.staff = ev.staff or t.staff
-        old_window = t.window
+        event_window = t.window  # the window this event happened at (a transfer moves it)
         last_call = self.cfg.wait_end is WaitEnd.LAST_CALL
         if kind is E.CHECKED_IN:
             t.checked_in = 1
@@ -573,7 +643,7 @@ class TicketTracker:
             kind,
             ev.at,
             service=old_service,
-            window=old_window,
+            window=event_window,
             to_service=ev.to_service,
             to_window=ev.to_window,
             outcome=ev.outcome,

@@ -6,7 +6,10 @@ that service are merged into the case and the link is remembered. A *visit* is a
 hall-local date with a ``service_ended``; visits more than ``queue.trip_link_days``
 before the newest are forgotten. When the visit count grows past the service's promise
 (``queue.promised_trips``), a :class:`~hallwatch.contract.TripsBody` is due; each count
-is reported once.
+is reported once: ``case_trips.reported`` keeps the highest count reported, and only a
+higher count is sent. Forgetting old visits does not lower it (the remaining visits may
+count up to an already reported number again, which is not sent twice); only a case
+whose earlier visits were all forgotten starts over (``reported`` back to 0).
 
 State lives in the caller's SQLite connection (tables ``case_visits``, ``case_trips``,
 ``case_aliases``), written inside the caller's transaction. The counter never reads a
@@ -124,8 +127,8 @@ class TripCounter:
         """Add a visit day, forget visits beyond ``trip_link_days``.
 
         Returns:
-            The case's linked visit days in order, and the count already reported (lowered
-            when visits were forgotten, so the count starts again from those still linked).
+            The case's linked visit days in order, and the highest count already reported
+            (0 when every earlier visit was forgotten: the case starts over).
         """
         conn.execute(
             "INSERT OR IGNORE INTO case_visits (case_ref, visit_date) VALUES (?, ?)",
@@ -150,8 +153,8 @@ class TripCounter:
             "SELECT reported FROM case_trips WHERE case_ref = ?", (case_ref,)
         ).fetchone()
         reported = int(row[0]) if row else 0
-        if forgotten:
-            reported = min(reported, len(visits) - 1)
+        if forgotten and visits == [day]:
+            reported = 0  # nothing before this visit is linked any more: a fresh start
         return visits, reported
 
     @staticmethod
