@@ -1,4 +1,4 @@
-"""The ticket tracker: ticket state, the wait clock and day's end (docs/cases.md §1).
+"""The ticket tracker: ticket state, storage and timers (docs/cases.md §1).
 
 State lives in the :class:`FeedStore` (tables ``tickets``, ``ticket_events``,
 ``queue_services_seen``, ``queue_meta``; the trips tables belong to the
@@ -8,12 +8,10 @@ case's visits (跑动次数) and says when a ``trips`` fact is due. The tracker 
 deterministic: time comes only from event times and :meth:`TicketTracker.advance`; it
 never reads a clock.
 
-A ticket's wait in its current leg is ``counted(clock_start, clock_stop or now)``, where
-``counted`` is service time or elapsed time (``queue.wait_counts``). The clock stops at
-the leg's first call (``first_call``) or at its latest call (``last_call``, where a
-``no_show`` sets it running again from the same start). While the clock runs the ticket
-has a ``breach_at``: the moment the counted wait reaches the limit, when a ``wait`` is
-due. A wait of exactly the limit counts as reaching it.
+The wait clock's arithmetic (when a leg's clock starts and stops, what it counts, when it
+reaches its limit, when the issue day ends) is the :class:`~edge.feeds.wait_clock.WaitClock`;
+the tracker keeps each leg's ``clock_start``, ``clock_stop`` and ``breach_at`` (the
+moment the running clock reaches the limit, when a ``wait`` is due).
 """
 
 from __future__ import annotations
@@ -21,13 +19,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from edge.feeds.base import FeedStore
 from edge.feeds.queue_adapters import QueueEvent
 from edge.feeds.trips import TripCounter
-from hallwatch.config.feeds import QueueFeedConfig, WaitCounts, WaitEnd, WaitStart
+from edge.feeds.wait_clock import WaitClock
+from hallwatch.config.feeds import QueueFeedConfig
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
     QueueBody,
@@ -38,7 +37,6 @@ from hallwatch.contract import (
     TripsBody,
     WaitBody,
 )
-from hallwatch.service_time import day_periods, when_in_service_reaches
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +130,29 @@ def _dt(text: str | None) -> datetime | None:
 
 @dataclass(slots=True)
 class _Ticket:
+    """One row of ``tickets``: a ticket and its current leg (times are :func:`_ts` text).
+
+    Attributes:
+        ticket_id: ``YYYYMMDD-<number>`` (hall-local issue date, printed number).
+        number: The printed number later events name the ticket by.
+        issue_date: Hall-local issue date (ISO).
+        service: The current leg's service (a transfer changes it).
+        channel: ``on_site`` or ``appointment``.
+        case_no: The case number, once an event carried one.
+        applicant_key: The applicant key, once an event carried one.
+        state: ``waiting``, ``called``, ``no_show``, ``serving``, ``ended`` or ``abandoned``.
+        leg: The current leg, from 1 (at most :data:`MAX_LEG`).
+        clock_start: The leg's wait clock start (None: not started yet).
+        clock_stop: The leg's wait clock stop (None: running or not started).
+        breached: 1 once the leg's ``wait`` fact was sent (or given up on).
+        breach_at: When the running clock reaches the limit (None: no breach due).
+        checked_in: 1 once checked in.
+        last_at: The time of the ticket's latest event.
+        window: The latest window named (a transfer sets its target window).
+        staff: The latest staff named (a transfer clears it).
+        close_at: The issue day's end (later for a ticket waiting again after it).
+    """
+
     ticket_id: str
     number: str
     issue_date: str
@@ -152,6 +173,7 @@ class _Ticket:
     close_at: str
 
     def save(self, conn: sqlite3.Connection) -> None:
+        """Write the row (insert or replace)."""
         names = [f.name for f in fields(self)]
         conn.execute(
             f"INSERT OR REPLACE INTO tickets ({', '.join(names)})"
@@ -172,6 +194,7 @@ class TicketTracker:
 
     Attributes:
         duplicates: Duplicate events dropped since start.
+        wait_clock: The legs' wait clock (start, stop, counting, limit, day's end).
         trips: The trip counter, fed at each ``service_ended`` (same store, same
             transaction).
 
@@ -187,7 +210,7 @@ class TicketTracker:
         self._store = store
         self._tz = hall.tzinfo
         self.duplicates = 0
-        self._day_periods: dict[date, list[tuple[datetime, datetime]]] = {}
+        self.wait_clock = WaitClock(hall, self.cfg)
         self.trips = TripCounter(self.cfg, self._tz)
         with store.transaction() as conn:
             for statement in _SCHEMA:
@@ -240,67 +263,19 @@ class TicketTracker:
 
     # ------------------------------------------------------------------ clock
 
-    def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
-        """UTC service periods of a hall-local date (cached: gauges ask for every ticket)."""
-        periods = self._day_periods.get(day)
-        if periods is None:
-            hours = self.hall.service_hours.hours_on(day)
-            periods = [
-                (
-                    datetime.combine(day, a, tzinfo=self._tz).astimezone(UTC),
-                    datetime.combine(day, b, tzinfo=self._tz).astimezone(UTC),
-                )
-                for a, b in (day_periods(hours) if hours is not None else [])
-            ]
-            if len(self._day_periods) > 1000:
-                self._day_periods.clear()
-            self._day_periods[day] = periods
-        return periods
-
-    def _counted(self, start: datetime, end: datetime) -> float:
-        """Seconds of ``[start, end)`` on the wait clock (as ``in_service_seconds``)."""
-        if self.cfg.wait_counts is WaitCounts.ELAPSED:
-            return max(0.0, (end - start).total_seconds())
-        total = 0.0
-        day = start.astimezone(self._tz).date()
-        last = end.astimezone(self._tz).date()
-        while day <= last:
-            for a, b in self._periods(day):
-                lo, hi = max(a, start), min(b, end)
-                if lo < hi:
-                    total += (hi - lo).total_seconds()
-            day += timedelta(days=1)
-        return total
-
-    def _reach(self, start: datetime, seconds: float) -> datetime | None:
-        if self.cfg.wait_counts is WaitCounts.ELAPSED:
-            return start + timedelta(seconds=seconds)
-        return when_in_service_reaches(self.hall, start, seconds)
-
     def _wait(self, t: _Ticket, at: datetime) -> float:
-        start = _dt(t.clock_start)
-        if start is None:
-            return 0.0
-        stop = _dt(t.clock_stop)
-        return self._counted(start, stop if stop is not None else at)
+        """The wait of a ticket's current leg at ``at`` (0 before its clock starts)."""
+        return self.wait_clock.waited(_dt(t.clock_start), _dt(t.clock_stop), at)
 
     def _schedule(self, t: _Ticket) -> None:
         """Set ``breach_at`` while the clock runs and the leg is not yet reported."""
         start = _dt(t.clock_start)
         running = start is not None and t.clock_stop is None and t.state in CLOSABLE
         if running and not t.breached and start is not None:
-            due = self._reach(start, self.cfg.wait_limit_s(t.service))
+            due = self.wait_clock.reach(start, self.cfg.wait_limit_s(t.service))
             t.breach_at = _ts(due) if due is not None else None
         else:
             t.breach_at = None
-
-    def _close_at(self, day: date, at: datetime) -> datetime:
-        hours = self.hall.service_hours.hours_on(day)
-        midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self._tz)
-        if hours is None:
-            return midnight.astimezone(UTC)
-        close = datetime.combine(day, hours.close, tzinfo=self._tz).astimezone(UTC)
-        return close if at < close else midnight.astimezone(UTC)
 
     # ------------------------------------------------------------------ storage
 
@@ -453,8 +428,8 @@ class TicketTracker:
 
     def _breach(self, conn: sqlite3.Connection, t: _Ticket, at: datetime) -> Emitted:
         limit_s = self.cfg.wait_limit_s(t.service)
-        start = _dt(t.clock_start) or at
-        waited = max(limit_s, self._wait(t, at)) if t.clock_stop is None else self._wait(t, at)
+        clock_start = _dt(t.clock_start)
+        waited = self.wait_clock.reported(clock_start, _dt(t.clock_stop), at, limit_s)
         body = WaitBody(
             ticket=t.number,
             ticket_id=t.ticket_id,
@@ -463,7 +438,7 @@ class TicketTracker:
             channel=TicketChannel(t.channel) if t.channel else None,
             case_no=t.case_no,
             applicant_key=t.applicant_key,
-            clock_start=start,
+            clock_start=clock_start or at,
             waited_s=round(waited, 3),
             limit_s=limit_s,
         )
@@ -546,9 +521,6 @@ class TicketTracker:
         if ev.service is None:
             raise TicketError("issued: no service")
         channel = ev.channel or TicketChannel.ON_SITE
-        deferred = (
-            self.cfg.wait_start is WaitStart.CHECKED_IN and channel is TicketChannel.APPOINTMENT
-        )
         t = _Ticket(
             ticket_id=ticket_id,
             number=ev.ticket,
@@ -559,7 +531,7 @@ class TicketTracker:
             applicant_key=ev.applicant_key,
             state="waiting",
             leg=1,
-            clock_start=None if deferred else _ts(ev.at),
+            clock_start=_ts(ev.at) if self.wait_clock.starts_at_issue(channel) else None,
             clock_stop=None,
             breached=0,
             breach_at=None,
@@ -567,7 +539,7 @@ class TicketTracker:
             last_at=_ts(ev.at),
             window=ev.window,
             staff=ev.staff,
-            close_at=_ts(self._close_at(day, ev.at)),
+            close_at=_ts(self.wait_clock.close_at(day, ev.at)),
         )
         self._schedule(t)
         t.save(conn)
@@ -613,28 +585,17 @@ class TicketTracker:
         t.window = ev.window or t.window
         t.staff = ev.staff or t.staff
         event_window = t.window  # the window this event happened at (a transfer moves it)
-        last_call = self.cfg.wait_end is WaitEnd.LAST_CALL
+        t.clock_start, t.clock_stop = self.wait_clock.after(
+            kind, t.clock_start, t.clock_stop, at_text
+        )
         if kind is E.CHECKED_IN:
             t.checked_in = 1
-            if t.clock_start is None:
-                t.clock_start = at_text
-        elif kind is E.CALLED or (kind is E.RECALLED and last_call):
-            if t.clock_start is not None and (t.clock_stop is None or last_call):
-                t.clock_stop = at_text
-        elif kind is E.NO_SHOW and last_call:
-            t.clock_stop = None  # waits again, from the leg's start
-        elif kind is E.TRANSFERRED:
+        elif kind is E.TRANSFERRED:  # the next leg, its clock started at the transfer
             t.leg += 1
             t.service = ev.to_service or t.service
             t.window, t.staff = ev.to_window, None
-            t.clock_start, t.clock_stop, t.breached = at_text, None, 0
+            t.breached = 0
             self._seen(conn, ev.at.astimezone(self._tz).date(), t.service)
-        elif (
-            kind in (E.SERVICE_STARTED, E.SERVICE_ENDED, E.ABANDONED)
-            and t.clock_start is not None
-            and t.clock_stop is None
-        ):
-            t.clock_stop = at_text
         wait_s = None
         if kind in (E.CALLED, E.RECALLED, E.SERVICE_STARTED):
             wait_s = round(self._wait(t, ev.at), 3)
@@ -657,7 +618,7 @@ class TicketTracker:
         out.append(Emitted(ev.at, body))
         # last_call: a limit passed while being called is reported at the no-show/recall.
         if (
-            last_call
+            self.wait_clock.last_call
             and kind in (E.NO_SHOW, E.RECALLED)
             and not t.breached
             and t.clock_start is not None
