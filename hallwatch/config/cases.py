@@ -9,9 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from hallwatch.config.errors import _Base
-from hallwatch.contract import AnomalyKind, AnomalyLevel
-
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+from hallwatch.contract import CODE_PATTERN, AnomalyKind, AnomalyLevel
 
 
 class DepartmentConfig(_Base):

@@ -13,9 +13,7 @@ from enum import StrEnum
 from pydantic import Field, SecretStr, field_validator
 
 from hallwatch.config.errors import Loc, _Base, _raise_if
-
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-"""Service codes and window numbers (same as ``hallwatch.contract.CODE_PATTERN``)."""
+from hallwatch.contract import CODE_PATTERN
 
 
 class QueueAdapter(StrEnum):
