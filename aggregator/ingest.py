@@ -24,6 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from prometheus_client import Counter, Histogram
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -364,8 +365,12 @@ class Ingestor:
         self, session: Session, fact: QueueFact, now: datetime, events: list[LiveEvent]
     ) -> None:
         changed = []
+        rows = {  # one query for the hall's services, not one per service
+            r.service: r
+            for r in session.scalars(select(QueueStatus).where(QueueStatus.hall == fact.hall))
+        }
         for item in fact.body.services:
-            row = session.get(QueueStatus, (fact.hall, item.service))
+            row = rows.get(item.service)
             if row is None:
                 row = QueueStatus(
                     hall=fact.hall,
