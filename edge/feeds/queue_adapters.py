@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -133,6 +133,22 @@ def _load_object(payload: bytes) -> dict[str, Any]:
     return value
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], payload: bytes) -> _M:
+    """One vendor message, parsed and validated.
+
+    Raises:
+        QueueAdapterError: Not a JSON object, or not valid for ``model``.
+    """
+    raw = _load_object(payload)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise QueueAdapterError(_reason(exc)) from None
+
+
 def _key(id_number: str | None, given: str | None, salt: SecretStr) -> str | None:
     if id_number is not None:
         try:
@@ -202,11 +218,7 @@ class GenericJsonAdapter:
         Raises:
             QueueAdapterError: Why the message cannot be used.
         """
-        raw = _load_object(payload)
-        try:
-            m = _GenericMessage.model_validate(raw)
-        except ValidationError as exc:
-            raise QueueAdapterError(_reason(exc)) from None
+        m = _validated(_GenericMessage, payload)
         return QueueEvent(
             event=m.event,
             ticket=m.ticket,
@@ -305,11 +317,7 @@ class NumericStateAdapter:
         Raises:
             QueueAdapterError: Why the record cannot be used.
         """
-        raw = _load_object(payload)
-        try:
-            r = _NumericRecord.model_validate(raw)
-        except ValidationError as exc:
-            raise QueueAdapterError(_reason(exc)) from None
+        r = _validated(_NumericRecord, payload)
         if r.lx == "qh":
             event = E.ISSUED
         elif r.lx == "qd":
@@ -394,11 +402,7 @@ class WebhookAdapter:
         Raises:
             QueueAdapterError: Why the delivery cannot be used.
         """
-        raw = _load_object(payload)
-        try:
-            w = _WebhookEnvelope.model_validate(raw)
-        except ValidationError as exc:
-            raise QueueAdapterError(_reason(exc)) from None
+        w = _validated(_WebhookEnvelope, payload)
         event = WEBHOOK_TYPES[w.type]
         d = w.data
         try:
