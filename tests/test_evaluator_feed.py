@@ -514,3 +514,40 @@ def test_reasons_name_the_field_but_never_quote_the_value(
     [letter] = feed._store.dead_letters("evaluators")
     assert "张三" not in letter.reason and "13800000000123" not in letter.reason
     assert any(name in letter.reason for name in ("attitude", "satisfaction", "Time", "pj"))
+
+
+# --- nothing is lost ---------------------------------------------------------------------
+
+
+def test_a_rating_seen_before_a_crash_is_written_once_on_the_next_start(
+    make_feed: Callable[..., EvaluatorFeed],
+) -> None:
+    from edge.comms.mqtt_publisher import BrokerSettings
+    from edge.feeds.runner import FeedRunner
+    from hallwatch.contract import Fact
+
+    feed = make_feed()
+    fact = one(feed, generic(rating_id="r-1", level="dissatisfied"))
+    [staged] = feed._store.pending()
+    assert (staged.fact_id, staged.feed, staged.payload) == (fact.id, "evaluators", encode(fact))
+    feed._store.close()  # the edge dies before writing the fact to the outbox
+
+    again = make_feed()
+    assert again.handle(message(generic(rating_id="r-1", level="dissatisfied"))) == []  # seen
+    written: list[Fact] = []
+    runner = FeedRunner([again], BrokerSettings(port=1), written.append, client_id="ev",
+                        store=again._store)  # fmt: skip
+    runner.start()  # staged facts are written before anything is subscribed or handled
+    runner.stop()
+    assert written == [fact]  # the same fact (same id), once
+    assert again._store.pending() == []
+    again.handle(message(generic(rating_id="r-1", level="dissatisfied")))
+    assert written == [fact]
+
+
+def test_a_duplicate_rating_stages_nothing(make_feed: Callable[..., EvaluatorFeed]) -> None:
+    feed = make_feed()
+    one(feed, generic(rating_id="r-2"))
+    assert feed.handle(message(generic(rating_id="r-2"))) == []
+    assert feed.handle(message(b"{not json")) == []
+    assert len(feed._store.pending()) == 1

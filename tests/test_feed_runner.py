@@ -21,7 +21,7 @@ from edge.feeds.queue_feed import QueueFeed
 from edge.feeds.runner import FeedRunner, _Delivery
 from edge.worker import EdgeWorker
 from hallwatch.config.models import HallConfig
-from hallwatch.contract import Fact, TicketFact, WaitFact, fact_topic, parse_fact
+from hallwatch.contract import Fact, TicketFact, WaitFact, encode, fact_topic, parse_fact
 from tests.conftest import build_hall
 from tests.support.mosquitto import Mosquitto
 from tests.support.running import wait_until
@@ -385,3 +385,119 @@ def test_messages_not_yet_handled_are_delivered_again_after_a_stop(
     finally:
         again.stop()
     assert again.acked == len(sent) - 2
+
+
+# --- nothing is lost: facts staged with the state, written again after a crash ------------
+
+
+def _wait_ids(facts: list[Fact]) -> list[tuple[str, int]]:
+    return [(f.body.ticket_id, f.body.leg) for f in facts if isinstance(f, WaitFact)]
+
+
+def test_a_breach_whose_write_failed_is_written_first_then_once(tmp_path: Path) -> None:
+    from tests.test_wait_clock import message
+
+    store = FeedStore(tmp_path / "feeds.sqlite")
+    written: list[Fact] = []
+    broken = [True]
+
+    def write(fact: Fact) -> None:
+        if isinstance(fact, WaitFact) and broken[0]:
+            raise OSError("outbox: disk I/O error")
+        written.append(fact)
+
+    runner = FeedRunner([QueueFeed(queue_hall(), store)], _unreachable(), write,
+                        client_id="x", store=store)  # fmt: skip
+    assert runner._handle(message("issued", "A001", "09:00", service="A"))
+    # A001's limit passes at 09:30; the wait fails to be written: the message is not acked.
+    assert not runner._handle(message("issued", "A002", "09:45", service="A"))
+    assert [f.kind for f in written] == ["ticket"]
+    staged = store.pending()
+    assert [p.topic for p in staged] == [fact_topic("h1", "wait"), fact_topic("h1", "ticket")]
+    broken[0] = False
+    assert runner._handle(message("called", "A002", "09:50", window="1"))
+    assert [(f.kind, f.id) for f in written[1:3]] == [("wait", staged[0].fact_id),
+                                                       ("ticket", staged[1].fact_id)]  # fmt: skip
+    assert [getattr(f.body, "event", None) for f in written] == [
+        "issued", None, "issued", "called"
+    ]  # fmt: skip
+    assert _wait_ids(written) == [("20261102-A001", 1)]
+    assert store.pending() == []
+    store.close()
+
+
+def test_a_breach_staged_before_a_crash_is_written_once_on_the_next_start(tmp_path: Path) -> None:
+    from tests.test_wait_clock import message
+
+    path = tmp_path / "feeds.sqlite"
+    store = FeedStore(path)
+
+    def failing(fact: Fact) -> None:
+        if isinstance(fact, WaitFact):
+            raise OSError("the process dies here")
+
+    first = FeedRunner([QueueFeed(queue_hall(), store)], _unreachable(), failing,
+                       client_id="x", store=store)  # fmt: skip
+    first._handle(message("issued", "A001", "09:00", service="A"))
+    first._handle(message("issued", "A002", "09:45", service="A"))  # the wait is lost here
+    [staged_wait, staged_ticket] = store.pending()
+    store.close()  # the edge dies: nothing more from this runner
+
+    store = FeedStore(path)
+    written: list[Fact] = []
+    again = FeedRunner([QueueFeed(queue_hall(), store)], _unreachable(), written.append,
+                       client_id="y", store=store)  # fmt: skip
+    again.start()  # staged facts are written before anything is subscribed or handled
+    try:
+        assert [f.id for f in written] == [staged_wait.fact_id, staged_ticket.fact_id]
+        assert _wait_ids(written) == [("20261102-A001", 1)]
+        assert again._handle(message("issued", "A003", "10:30", service="A"))
+    finally:
+        again.stop()
+    assert _wait_ids(written) == [("20261102-A001", 1), ("20261102-A002", 1)]  # not A001 again
+    assert store.pending() == []
+    store.close()
+
+
+class _Crash(BaseException):
+    """The process dying (not an error the runner could catch)."""
+
+
+def test_a_crash_after_the_outbox_append_does_not_make_two_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.outbox import Outbox
+    from tests.test_wait_clock import message
+
+    path = tmp_path / "feeds.sqlite"
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+
+    def write(fact: Fact) -> None:  # as the edge worker writes
+        outbox.append(fact.id, fact_topic(fact.hall, fact.kind), encode(fact))
+
+    store = FeedStore(path)
+    first = FeedRunner([QueueFeed(queue_hall(), store)], _unreachable(), write,
+                       client_id="x", store=store)  # fmt: skip
+    first._handle(message("issued", "A001", "09:00", service="A"))
+
+    def crash(fact_id: str) -> bool:
+        raise _Crash
+
+    monkeypatch.setattr(store, "unstage", crash)
+    with pytest.raises(_Crash):  # the wait is in the outbox, still staged
+        first._handle(message("issued", "A002", "09:45", service="A"))
+    store.close()
+
+    store = FeedStore(path)
+    again = FeedRunner([QueueFeed(queue_hall(), store)], _unreachable(), write,
+                       client_id="y", store=store)  # fmt: skip
+    again.start()
+    again.stop()
+    facts = [parse_fact(m.payload) for m in outbox.pending()]
+    assert [(f.kind.value, getattr(f.body, "ticket", None)) for f in facts] == [
+        ("ticket", "A001"), ("wait", "A001"), ("ticket", "A002")
+    ]  # fmt: skip
+    assert len({f.id for f in facts}) == 3
+    assert store.pending() == []
+    store.close()
+    outbox.close()

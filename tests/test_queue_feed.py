@@ -336,3 +336,37 @@ def test_a_synced_machine_clock_is_not_warned_about(caplog: pytest.LogCaptureFix
         send(n, at("09:00") + timedelta(minutes=n), 0.5 if n % 7 else 90)  # a few slow ones
     assert feed.clock_offset_s == 0.5
     assert "NTP" not in caplog.text
+
+
+def test_facts_are_staged_with_the_state_that_reports_them(tmp_path: Path) -> None:
+    """The edge dies after the feed returned a wait, before writing it: it stays staged,
+    and the leg (marked breached in the same transaction) is not reported again."""
+    path = tmp_path / "feeds.sqlite"
+    store = FeedStore(path)
+    feed = QueueFeed(queue_hall(), store)
+    [issued] = feed.handle(message("issued", "A001", "09:00", service="A"))
+    facts = feed.handle(message("issued", "A002", "09:45", service="A"))
+    assert [f.kind for f in facts] == ["wait", "ticket"]
+    staged = store.pending()
+    assert [(p.fact_id, p.feed, p.payload) for p in staged] == [
+        (f.id, "queue", encode(f)) for f in [issued, *facts]
+    ]
+    store.close()  # nothing written: the process dies here
+
+    store = FeedStore(path)
+    feed = QueueFeed(queue_hall(), store)
+    later = feed.handle(message("issued", "A003", "10:30", service="A"))
+    waits = [f.body.ticket_id for f in later if isinstance(f, WaitFact)]
+    assert waits == ["20261102-A002"]  # A001's leg was reported (staged) before the crash
+    assert [p.fact_id for p in store.pending()][:3] == [f.id for f in [issued, *facts]]
+    store.close()
+
+
+def test_a_duplicate_or_dead_letter_stages_nothing() -> None:
+    store = FeedStore(":memory:")
+    feed = QueueFeed(queue_hall(), store)
+    feed.handle(message("issued", "A001", "09:00", service="A"))
+    before = store.pending()
+    assert feed.handle(message("issued", "A001", "09:00", service="A")) == []
+    assert feed.handle(message("called", "B404", "09:01")) == []
+    assert store.pending() == before

@@ -6,8 +6,9 @@ Rules: docs/cases.md §1; formats: docs/protocol.md, "Queue machine feeds".
   :class:`~edge.feeds.queue_adapters.QueueEvent`, hashing any ID number at once.
 - A message the adapter or the tracker cannot use is dead-lettered in the
   :class:`FeedStore` with the reason (the store masks ID numbers); the feed goes on.
-- The :class:`~edge.feeds.tickets.TicketTracker` keeps the tickets and returns what to
-  send; each becomes a fact dated at its moment (the event, the breach, the close).
+- The :class:`~edge.feeds.tickets.TicketTracker` keeps the tickets and returns the facts
+  to send, each dated at its moment (the event, the breach, the close) and staged in the
+  store in the transaction that changed the tickets (see :mod:`edge.feeds.base`).
 - Time: with ``queue.clock: events`` only event times move the feed; with ``wall``,
   :meth:`QueueFeed.tick` moves it too (never backwards), and an event dated more than
   :data:`MAX_AHEAD` after the edge's clock is refused.
@@ -28,21 +29,10 @@ from datetime import datetime, timedelta
 
 from edge.feeds.base import FeedMessage, FeedStore
 from edge.feeds.queue_adapters import QueueAdapterError, make_adapter
-from edge.feeds.tickets import Emitted, TicketError, TicketTracker
+from edge.feeds.tickets import TicketError, TicketTracker
 from hallwatch.config.feeds import FeedClock
 from hallwatch.config.models import HallConfig
-from hallwatch.contract import (
-    Fact,
-    QueueBody,
-    QueueFact,
-    TicketBody,
-    TicketFact,
-    TripsBody,
-    TripsFact,
-    WaitBody,
-    WaitFact,
-    utcnow,
-)
+from hallwatch.contract import Fact, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +83,7 @@ class QueueFeed:
         self._source = config.edge.source
         self.topic_filter: str = config.queue.topic
         self._adapter = make_adapter(config.queue, config.tzinfo)
-        self.tracker = TicketTracker(config, store)
+        self.tracker = TicketTracker(config, store, feed=self.name)
         self.counts: dict[str, int] = {"applied": 0, "duplicate": 0, "dead_letter": 0}
         self.clock_offset_s: float | None = None
         self._offsets: deque[float] = deque(maxlen=CLOCK_OFFSET_SAMPLES)
@@ -122,15 +112,15 @@ class QueueFeed:
             self._dead_letter(message, f"event time {event.at.isoformat()} is in the future")
             return []
         try:
-            emitted = self.tracker.process(event)
+            facts = self.tracker.process(event)
         except TicketError as exc:
             self._dead_letter(message, f"rejected: {exc}")
             return []
-        if emitted is None:
+        if facts is None:
             self.counts["duplicate"] += 1
             return []
         self.counts["applied"] += 1
-        return self._facts(emitted)
+        return facts
 
     def tick(self, now: datetime) -> list[Fact]:
         """Facts due by time alone (waits, day's-end abandons, gauges).
@@ -142,7 +132,7 @@ class QueueFeed:
         """
         if self._queue.clock is FeedClock.EVENTS:
             return []
-        return self._facts(self.tracker.advance(now))
+        return self.tracker.advance(now)
 
     def _watch_clock(self, received: datetime, at: datetime) -> None:
         """Update the machine clock's offset estimate; warn (rate-limited) when it is off."""
@@ -167,18 +157,3 @@ class QueueFeed:
     def _dead_letter(self, message: FeedMessage, reason: str) -> None:
         self.counts["dead_letter"] += 1
         self._store.dead_letter(self.name, message, reason)  # the store masks ID numbers
-
-    def _facts(self, emitted: list[Emitted]) -> list[Fact]:
-        facts: list[Fact] = []
-        hall, source = self._hall, self._source
-        for item in emitted:
-            body = item.body
-            if isinstance(body, TicketBody):
-                facts.append(TicketFact(hall=hall, source=source, ts=item.ts, body=body))
-            elif isinstance(body, WaitBody):
-                facts.append(WaitFact(hall=hall, source=source, ts=item.ts, body=body))
-            elif isinstance(body, TripsBody):
-                facts.append(TripsFact(hall=hall, source=source, ts=item.ts, body=body))
-            elif isinstance(body, QueueBody):
-                facts.append(QueueFact(hall=hall, source=source, ts=item.ts, body=body))
-        return facts

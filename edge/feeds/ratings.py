@@ -12,8 +12,10 @@ Rules (``docs/cases.md`` section 2, formats in ``docs/evaluators.md``):
 - A rating names its ticket by number; its ``ticket_id`` is the rating's hall-local date
   and that number (``20261102-A017``).
 
-The id is recorded as seen when the fact is returned: if the edge stops before writing
-the fact to its outbox, that one rating is lost rather than ever sent twice.
+The id is recorded as seen in the transaction that stages the fact
+(:meth:`FeedStore.stage`): if the edge stops before writing the fact to its outbox, the
+runner writes the staged fact on its next start, and the rating is neither lost nor
+sent as two different facts.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class EvaluatorFeed:
                 ),
             )
             new = cur.rowcount == 1
+            if new:
+                self._store.stage(conn, self.name, [fact])
         if not new:
             self.counts["duplicate"] += 1
             logger.info("evaluators feed: duplicate rating %s dropped", body.rating_id)

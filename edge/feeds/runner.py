@@ -18,6 +18,12 @@
   ``settle_s``, no feed is ticked: a wall-clock tick before the broker delivered the
   messages it held would report false waits and abandons. Messages received before
   that are marked not ``live``.
+- **Staged facts.** Feeds stage their facts in the feed store in the transaction that
+  commits the state they report (see :mod:`edge.feeds.base`). After ``write`` returns
+  for a fact, the runner deletes it from the stage. On :meth:`FeedRunner.start`, before
+  connecting, and after a failed write, before writing anything else, it writes every
+  staged fact again, oldest first: a crash or an outbox error delays a fact, never loses
+  it. A write that fails stops the batch (the rest stays staged, in order).
 - A feed that raises does not stop the thread: the error is logged and the message is
   dead-lettered in the feed store (which masks ID numbers), when one is given.
 """
@@ -39,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.comms.mqtt_publisher import BrokerSettings
 from edge.feeds.base import Feed, FeedMessage, FeedStore
-from hallwatch.contract import Fact, utcnow
+from hallwatch.contract import Fact, parse_fact, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +81,9 @@ class FeedRunner:
         client_id: MQTT client id (kept session: make it stable and unique per edge).
         tick_interval_s: How often every feed's ``tick`` is called.
         now: The clock passed to ``tick`` and stamped on received messages.
-        store: Feed store in which a message whose handler raised is dead-lettered.
+        store: The feed store: staged facts are taken from it (written again on start and
+            after a failed write, deleted once written), and a message whose handler
+            raised is dead-lettered in it.
         settle_s: After each (re)connect, how long the inbox must stay empty (and the
             subscriptions acknowledged) before feeds are ticked again.
         monotonic: The clock that schedules ticks and the settle period (for tests).
@@ -127,6 +135,8 @@ class FeedRunner:
         self.handled = 0
         self.acked = 0
         self.connected = False
+        self._backlog = store is not None  # staged facts may wait: write them first
+        self._unstaged_warned: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"feeds-{client_id}", daemon=True)
         self._client = mqtt.Client(
@@ -166,7 +176,13 @@ class FeedRunner:
         self._inbox.put(_Delivery(received, message.mid, message.qos, self._connection_no))
 
     def start(self) -> None:
-        """Connect (asynchronously, retried with backoff) and start the feed thread."""
+        """Write the facts left staged, then connect (asynchronously, retried with backoff)
+        and start the feed thread.
+
+        A staged fact that cannot be written now is written by the feed thread before
+        any other fact.
+        """
+        self._flush()
         logger.info(
             "feeds %s from mqtt://%s:%d",
             ", ".join(f"{f.name} ({f.topic_filter})" for f in self._feeds),
@@ -326,15 +342,114 @@ class FeedRunner:
             self._emit(feed.name, facts)
 
     def _emit(self, feed: str, facts: list[Fact]) -> bool:
-        """Write facts in order; False if any write failed (each failure is logged)."""
-        ok = True
+        """Write facts in order; False if any write failed (each failure is logged).
+
+        With a store, staged facts left from a failed write (or an earlier run) are
+        written first; each fact is deleted from the stage once written. After a failed
+        write the rest of the staged facts wait, in order, for the next attempt.
+        """
+        if self._store is None:
+            ok = True
+            for fact in facts:
+                ok = self._write_fact(feed, fact) and ok
+            return ok
+        done: set[str] = set()
+        if self._backlog:
+            flushed = self._flush()
+            if flushed is None:  # still failing: these facts wait staged behind the others
+                self._write_unstaged(feed, facts)
+                return False
+            done = flushed
+        for i, fact in enumerate(facts):
+            if fact.id in done:
+                continue
+            if not self._write_fact(feed, fact):
+                self._backlog = True
+                self._write_unstaged(feed, facts[i + 1 :])
+                return False
+            self._unstage(feed, fact)
+        return True
+
+    def _write_fact(self, feed: str, fact: Fact) -> bool:
+        try:
+            self._write(fact)
+        except Exception:
+            logger.exception("%s feed: could not write a %s fact", feed, fact.kind)
+            return False
+        return True
+
+    def _unstage(self, feed: str, fact: Fact) -> None:
+        """Delete a written fact from the stage; warn once per feed if it was not staged."""
+        assert self._store is not None
+        try:
+            staged = self._store.unstage(fact.id)
+        except Exception:  # written, still staged: written again later (same id)
+            logger.exception("%s feed: could not unstage fact %s", feed, fact.id)
+            self._backlog = True
+            return
+        if not staged and feed not in self._unstaged_warned:
+            self._unstaged_warned.add(feed)
+            logger.warning(
+                "%s feed returned facts it did not stage: they are lost if the edge stops"
+                " before writing them",
+                feed,
+            )
+
+    def _write_unstaged(self, feed: str, facts: list[Fact]) -> None:
+        """After a failure, write those of ``facts`` that are not staged (a feed that
+        does not stage); staged ones wait for the next :meth:`_flush`."""
+        if not facts or self._store is None:
+            return
+        try:
+            staged = {p.fact_id for p in self._store.pending()}
+        except Exception:
+            logger.exception("could not read the staged facts")
+            return
         for fact in facts:
+            if fact.id not in staged:
+                self._write_fact(feed, fact)
+
+    def _flush(self) -> set[str] | None:
+        """Write every staged fact, oldest first, deleting each once written.
+
+        Returns:
+            The ids written; None when a write failed (the rest stays staged, in order,
+            and is tried again before the next fact).
+        """
+        if self._store is None:
+            return set()
+        self._backlog = True
+        try:
+            pending = self._store.pending()
+        except Exception:
+            logger.exception("could not read the staged facts")
+            return None
+        if pending:
+            logger.info("writing %d staged facts to the outbox", len(pending))
+        done: set[str] = set()
+        for item in pending:
             try:
-                self._write(fact)
+                fact = parse_fact(item.payload)
+            except Exception as exc:  # not a fact any more (never expected): keep it aside
+                logger.exception("staged fact %s cannot be read; dead-lettered", item.fact_id)
+                message = FeedMessage(item.topic, item.payload, self._now())
+                self._dead_letter(item.feed, message, f"unreadable staged fact: {exc}")
+                try:
+                    self._store.unstage(item.fact_id)
+                except Exception:
+                    logger.exception("could not unstage fact %s", item.fact_id)
+                    return None
+                continue
+            if not self._write_fact(item.feed, fact):
+                return None
+            try:
+                self._store.unstage(item.fact_id)
             except Exception:
-                ok = False
-                logger.exception("%s feed: could not write a %s fact", feed, fact.kind)
-        return ok
+                logger.exception("could not unstage fact %s", item.fact_id)
+                return None
+            done.add(item.fact_id)
+        self._backlog = False
+        return done
 
     def _dead_letter(self, feed: str, message: FeedMessage, reason: str) -> None:
         if self._store is None:

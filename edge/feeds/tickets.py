@@ -14,6 +14,10 @@ the tracker keeps each leg's ``clock_start``, ``clock_stop`` and ``breach_at`` (
 moment the running clock reaches the limit, when a ``wait`` is due). What falls due by
 time alone (waits over the limit, day's-end abandons, queue gauges) is handled by its
 :class:`~edge.feeds.ticket_timers.TicketTimers`, in the same transaction.
+
+What the tracker reports leaves it as facts already staged (:meth:`FeedStore.stage`) in
+the transaction that changed the tickets: a leg marked ``breached`` or a trip count
+marked reported is never committed without its fact.
 """
 
 from __future__ import annotations
@@ -37,7 +41,19 @@ from edge.feeds.trips import TripCounter
 from edge.feeds.wait_clock import WaitClock
 from hallwatch.config.feeds import QueueFeedConfig
 from hallwatch.config.models import HallConfig
-from hallwatch.contract import TicketChannel, TicketEventType
+from hallwatch.contract import (
+    Fact,
+    QueueBody,
+    QueueFact,
+    TicketBody,
+    TicketChannel,
+    TicketEventType,
+    TicketFact,
+    TripsBody,
+    TripsFact,
+    WaitBody,
+    WaitFact,
+)
 
 __all__ = ["ALLOWED", "MAX_LEG", "NEXT_STATE", "OPEN", "Emitted", "TicketError", "TicketTracker"]
 
@@ -102,6 +118,7 @@ class TicketTracker:
     Args:
         hall: The hall config; ``hall.queue`` must be set.
         store: The edge's feed store (the tracker creates its tables in it).
+        feed: The feed name its facts are staged under.
 
     Attributes:
         duplicates: Duplicate events dropped since start.
@@ -115,12 +132,13 @@ class TicketTracker:
         ValueError: The hall config has no ``queue`` section.
     """
 
-    def __init__(self, hall: HallConfig, store: FeedStore) -> None:
+    def __init__(self, hall: HallConfig, store: FeedStore, *, feed: str = "queue") -> None:
         if hall.queue is None:
             raise ValueError("the hall config has no queue section")
         self.hall = hall
         self.cfg: QueueFeedConfig = hall.queue
         self._store = store
+        self._feed = feed
         self._tz = hall.tzinfo
         self.duplicates = 0
         self.wait_clock = WaitClock(hall, self.cfg)
@@ -138,14 +156,15 @@ class TicketTracker:
         with self._store.reading() as conn:
             return self.timers.feed_time(conn)
 
-    def process(self, event: QueueEvent) -> list[Emitted] | None:
+    def process(self, event: QueueEvent) -> list[Fact] | None:
         """Move time to the event (reporting what falls due first), then apply it.
 
         Args:
             event: One normalised queue-machine event.
 
         Returns:
-            What to send, in order; None for a duplicate (dropped and counted).
+            The facts to send, in order, each dated at its moment and staged in the
+            store; None for a duplicate (dropped and counted).
 
         Raises:
             TicketError: The event cannot be applied (nothing is changed).
@@ -157,23 +176,40 @@ class TicketTracker:
         with self._store.transaction() as conn:
             out = self.timers.advance(conn, event.at)
             out.extend(self._apply(conn, event))
-        return out
+            return self._store.stage(conn, self._feed, self._facts(out))
 
-    def advance(self, to: datetime) -> list[Emitted]:
+    def advance(self, to: datetime) -> list[Fact]:
         """Move the feed's time to ``to`` (never backwards) and report what fell due.
 
         Returns:
             Waits passing their limit, tickets abandoned at the day's close and queue
-            gauges, in time order.
+            gauges, in time order, as facts staged in the store.
         """
         with self._store.transaction() as conn:
-            return self.timers.advance(conn, to)
+            out = self.timers.advance(conn, to)
+            return self._store.stage(conn, self._feed, self._facts(out))
 
     def wait_s(self, ticket_id: str, at: datetime) -> float | None:
         """The current leg's wait of a ticket at ``at`` (None: no such ticket)."""
         with self._store.reading() as conn:
             t = self._load(conn, "WHERE ticket_id = ?", (ticket_id,))
         return None if t is None else self.timers.wait(t, at)
+
+    def _facts(self, emitted: list[Emitted]) -> list[Fact]:
+        """The facts of what the tracker reports (the hall's envelope, dated at ``ts``)."""
+        facts: list[Fact] = []
+        hall, source = self.hall.hall.id, self.hall.edge.source
+        for item in emitted:
+            body = item.body
+            if isinstance(body, TicketBody):
+                facts.append(TicketFact(hall=hall, source=source, ts=item.ts, body=body))
+            elif isinstance(body, WaitBody):
+                facts.append(WaitFact(hall=hall, source=source, ts=item.ts, body=body))
+            elif isinstance(body, TripsBody):
+                facts.append(TripsFact(hall=hall, source=source, ts=item.ts, body=body))
+            elif isinstance(body, QueueBody):
+                facts.append(QueueFact(hall=hall, source=source, ts=item.ts, body=body))
+        return facts
 
     # ------------------------------------------------------------------ storage
 
