@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from hallwatch.config.cases import CasePolicyConfig, DepartmentConfig, NotifyConfig, WindowConfig
+from hallwatch.config.devices import DeviceConfig
 from hallwatch.config.errors import _SECRET_QUERY_KEYS as _SECRET_QUERY_KEYS
 from hallwatch.config.errors import Loc, _Base, _raise_if, mask_url
 from hallwatch.config.errors import LocatedValueError as LocatedValueError
@@ -399,8 +400,12 @@ class HallConfig(_Base):
     notify: NotifyConfig = Field(
         default_factory=NotifyConfig, description="Who gets the hall's 异常办件 by SMS."
     )
+    devices: list[DeviceConfig] = Field(
+        default_factory=list,
+        description="Devices other than cameras (设备运转) and how each shows it is alive.",
+    )
 
-    @field_validator("cameras", "posts", "departments", "windows")
+    @field_validator("cameras", "posts", "departments", "windows", "devices")
     @classmethod
     def _unique_ids(cls, value: list[Any]) -> list[Any]:
         first: dict[str, int] = {}
@@ -462,6 +467,16 @@ class HallConfig(_Base):
                 if svc.department is not None and svc.department not in departments:
                     msg = f"department {svc.department!r} is not in departments"
                     problems.append((("queue", "services", i, "department"), msg))
+        cameras = {c.id for c in self.cameras}
+        feeds = {"queue": self.queue, "evaluators": self.evaluators}
+        for i, dev in enumerate(self.devices):
+            if dev.id in cameras:
+                msg = f"{dev.id!r} is already a camera id; device ids must differ from them"
+                problems.append((("devices", i, "id"), msg))
+            fed_by = dev.probe.feed if dev.probe is not None else None
+            if fed_by is not None and feeds[fed_by.value] is None:
+                msg = f"the hall has no {fed_by.value} section to take heartbeats from"
+                problems.append((("devices", i, "probe", "feed"), msg))
         source = self.edge.source.replace("{hall}", self.hall.id)
         if not re.match(ID_PATTERN, source):
             msg = f"{source!r} is not a valid id ({ID_PATTERN}); is the hall id too long?"
@@ -472,6 +487,9 @@ class HallConfig(_Base):
         for feed in (self.queue, self.evaluators):
             if feed is not None:
                 feed.topic = feed.topic.replace("{hall}", self.hall.id)
+        for dev in self.devices:
+            if dev.probe is not None and dev.probe.mqtt_topic is not None:
+                dev.probe.mqtt_topic = dev.probe.mqtt_topic.replace("{hall}", self.hall.id)
         self.edge.feed_state_path = Path(
             str(self.edge.feed_state_path).replace("{hall}", self.hall.id)
         )

@@ -18,7 +18,24 @@ class PostState(StrEnum):
 
 
 class DeviceKind(StrEnum):
+    """设备: what a device is (Art. 5: machine room, computers, screens, kiosks, cameras, lifts)."""
+
     CAMERA = "camera"
+    QUEUE_MACHINE = "queue_machine"
+    """排队叫号机."""
+    EVALUATOR = "evaluator"
+    """评价器."""
+    KIOSK = "kiosk"
+    """自助终端."""
+    SCREEN = "screen"
+    """显示屏 (call screens, information screens)."""
+    COMPUTER = "computer"
+    """窗口电脑."""
+    MACHINE_ROOM = "machine_room"
+    """机房 (its environment sensors or UPS)."""
+    LIFT = "lift"
+    """电梯."""
+    OTHER = "other"
 
 
 class DeviceState(StrEnum):
