@@ -46,9 +46,11 @@ class AnomalyLevel(StrEnum):
 
 
 class AlertKind(StrEnum):
-    """Kinds of alert on the alerts topic: off-post, and every kind of 异常办件."""
+    """Kinds of alert on the alerts topic: off-post, device offline, every kind of 异常办件."""
 
     OFF_POST = "off_post"
+    DEVICE_OFFLINE = "device_offline"
+    """A device (camera, queue machine, kiosk, …) shows no sign of life."""
     WAIT_OVER_LIMIT = "wait_over_limit"
     TRIPS_OVER_PROMISE = "trips_over_promise"
     BAD_RATING = "bad_rating"
@@ -74,6 +76,7 @@ class AlertMessage(_Model):
     state: AlertState
     post: str | None = None
     window: str | None = None
+    device: str | None = Field(default=None, max_length=64, description="device_offline: which.")
     start: AwareDatetime = Field(description="When the breach began.")
     end: AwareDatetime | None = Field(default=None, description="When it ended, if resolved.")
     message: str = Field(default="", max_length=500, description="Human-readable, Chinese.")
