@@ -36,6 +36,7 @@ def alert_message(row: Alert) -> AlertMessage:
         state=AlertState(row.state),
         post=row.post,
         window=row.window,
+        device=row.device,
         start=row.start,
         end=row.end,
         message=row.message,

@@ -12,7 +12,10 @@ its primary key, atomically, across replicas), the time-series points (idempoten
 and the state update commit together; live events and alerts go out after the commit.
 Ticket, wait, trips and rating facts go to the 异常办件 register
 (:class:`aggregator.cases.register.CaseRegister`) inside that transaction; queue gauges
-update ``QueueStatus``. An older fact never overwrites newer state.
+update ``QueueStatus``. Device facts update ``DeviceStatus`` and, through
+:class:`aggregator.rules.device_offline.DeviceOfflineRule`, open / resolve
+``device_offline`` alerts; only cameras pause the off-post clock. An older fact never
+overwrites newer state.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.cases.models import Anomaly, QueueStatus
 from aggregator.cases.register import CaseRegister
+from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule, PostSnapshot
 from aggregator.store.state import DeviceStatus, EdgeStatusRow, PostStatus, SeenFact, StateStore
 from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
@@ -39,6 +43,7 @@ from hallwatch.contract import (
     AlertMessage,
     ContractError,
     DeviceFact,
+    DeviceKind,
     Fact,
     PresenceFact,
     QueueFact,
@@ -106,6 +111,8 @@ class Ingestor:
             evaluated after each presence change (None: no rules).
         cases: The 异常办件 register, told about ticket, wait, trips and rating facts
             (None: those facts are only stored as series).
+        devices: The device-offline rule, told about device state changes (None: no
+            device alerts).
         clock: Source of "now" (tests pass a fake one).
     """
 
@@ -118,6 +125,7 @@ class Ingestor:
         *,
         rule: OffPostRule | None = None,
         cases: CaseRegister | None = None,
+        devices: DeviceOfflineRule | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.state = state
@@ -126,6 +134,7 @@ class Ingestor:
         self.bus = bus
         self.rule = rule
         self.cases = cases
+        self.devices = devices
         self.clock = clock
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
@@ -205,6 +214,7 @@ class Ingestor:
         events: list[LiveEvent] = []
         alerts: list[AlertMessage] = []
         case_alerts: list[AlertMessage] = []
+        device_alerts: list[AlertMessage] = []
         touched: list[Anomaly] = []
         presence_changed = False
         try:
@@ -226,7 +236,7 @@ class Ingestor:
                 if isinstance(fact, PresenceFact):
                     presence_changed = self._presence(session, fact, now, events, alerts)
                 elif isinstance(fact, DeviceFact):
-                    self._device(session, fact, events)
+                    self._device(session, fact, now, events, device_alerts)
                 elif isinstance(fact, QueueFact):
                     self._queue(session, fact, now, events)
                 elif self.cases is not None and isinstance(
@@ -238,6 +248,8 @@ class Ingestor:
             return IngestOutcome.DUPLICATE
         LAG.observe(max(0.0, (now - fact.ts).total_seconds()))
         self._notify(events, alerts)
+        if device_alerts and self.devices is not None:
+            self.devices.publish(device_alerts)
         if self.cases is not None and (touched or case_alerts):
             try:
                 self.cases.after_commit(touched, case_alerts)
@@ -306,7 +318,14 @@ class Ingestor:
         )
         return True
 
-    def _device(self, session: Session, fact: DeviceFact, events: list[LiveEvent]) -> None:
+    def _device(
+        self,
+        session: Session,
+        fact: DeviceFact,
+        now: datetime,
+        events: list[LiveEvent],
+        alerts: list[AlertMessage],
+    ) -> None:
         d = fact.body
         row = session.get(DeviceStatus, (fact.hall, d.device))
         if row is None:
@@ -324,8 +343,11 @@ class Ingestor:
             if row.state == d.state.value:
                 return
             row.state, row.since = d.state.value, fact.ts
-        if self.rule is not None:
+        if self.rule is not None and row.kind == DeviceKind.CAMERA.value:
+            # only a camera's outage hides posts: a kiosk offline pauses no off-post clock
             self.rule.on_observation_change(session, fact.hall, fact.ts)
+        if self.devices is not None:
+            alerts.extend(self.devices.on_device_change(session, row, now))
         events.append(
             LiveEvent(
                 "device",

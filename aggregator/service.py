@@ -3,7 +3,9 @@
 The rule ticker runs the off-post rule and the 异常办件 escalation
 (:meth:`~aggregator.cases.register.CaseRegister.escalate`) every ``rule_tick_s``;
 anomaly alerts go to the same sinks as off-post alerts, and to SMS when
-``HALLWATCH_SMS_GATEWAY_URL`` is set.
+``HALLWATCH_SMS_GATEWAY_URL`` is set. Device-offline alerts
+(:class:`~aggregator.rules.device_offline.DeviceOfflineRule`) are raised at ingest and go
+to the same sinks (MQTT alerts topic, live bus).
 
 :class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
 Everything runs in background threads of the calling process, so the demo can run an
@@ -38,6 +40,7 @@ from aggregator.cases.register import CaseRegister
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
 from aggregator.notify.sms import SmsNotifier
+from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
 from aggregator.settings import AggregatorSettings
 from aggregator.store.state import StateStore
@@ -97,6 +100,7 @@ class AggregatorService:
         self.bus = LiveBus()
         self.sink = FanoutSink([BusAlertSink(self.bus)])
         self.rule = OffPostRule(self.state, self.halls, self.sink)
+        self.device_rule = DeviceOfflineRule(self.halls, self.sink)
         self.sms = SmsNotifier.from_settings(settings)
         self.cases = CaseRegister(
             self.state,
@@ -112,6 +116,7 @@ class AggregatorService:
             self.bus,
             rule=self.rule,
             cases=self.cases,
+            devices=self.device_rule,
             clock=clock,
         )
         self.mqtt: MqttIngest | None = None

@@ -9,7 +9,11 @@ Threads:
 - one publisher thread (``edge.comms``): drains the outbox to the broker;
 - with a ``queue`` or ``evaluators`` section, one feed runner (``edge.feeds.runner``):
   an MQTT client for the queue machine and evaluators and one thread turning their
-  messages into facts (state in ``edge.feed_state_path``).
+  messages into facts (state in ``edge.feed_state_path``);
+- with a ``devices`` section, a device monitor (``edge.health``): its MQTT heartbeats
+  come through the feed runner (built for them alone if need be), the queue/evaluators
+  traffic shows the devices probed by ``feed`` alive, one prober thread polls the HTTP
+  and TCP probes, and the housekeeping thread ticks it about every second.
 
 Every fact is appended to the outbox before anything publishes it.
 """
@@ -30,6 +34,7 @@ from edge.feeds.base import Feed, FeedStore
 from edge.feeds.queue_feed import QueueFeed
 from edge.feeds.ratings import EvaluatorFeed
 from edge.feeds.runner import FeedRunner
+from edge.health import DeviceMonitor, DeviceProber, heartbeat_feeds
 from edge.outbox import Outbox
 from edge.sources import CameraWatchdog
 from hallwatch.config import HallConfig
@@ -111,19 +116,28 @@ class EdgeWorker:
         self.publisher = OutboxPublisher(self.outbox, settings, hall=self.hall, source=self.source)
         self.feed_store: FeedStore | None = None
         self.feeds: FeedRunner | None = None
+        self.devices: DeviceMonitor | None = None
+        self.prober: DeviceProber | None = None
+        feeds: list[Feed] = []
         if config.queue is not None or config.evaluators is not None:
             self.feed_store = FeedStore(config.edge.feed_state_path)
-            feeds: list[Feed] = []
             if config.queue is not None:
                 feeds.append(QueueFeed(config, self.feed_store))
             if config.evaluators is not None:
                 feeds.append(EvaluatorFeed(config, self.feed_store))
+        if config.devices:
+            self.devices = DeviceMonitor(config)
+            self.prober = DeviceProber(self.devices)
+            # After the queue/evaluators feeds: a message matching both goes to them.
+            feeds.extend(heartbeat_feeds(self.devices, {f.topic_filter for f in feeds}))
+        if feeds:
             self.feeds = FeedRunner(
                 feeds,
                 settings,
                 self.write,
                 client_id=f"{settings.client_id or self.source}-feeds",
                 store=self.feed_store,
+                on_message=self.devices.observe if self.devices is not None else None,
             )
         self._status: queue.Queue[_CameraStatus] = queue.Queue()
         self._stats_interval_s = stats_interval_s
@@ -169,6 +183,8 @@ class EdgeWorker:
         self.publisher.start()
         if self.feeds is not None:
             self.feeds.start()
+        if self.prober is not None:
+            self.prober.start()
         for watchdog in self.watchdogs.values():
             watchdog.start()
         for thread in self._threads:
@@ -194,6 +210,8 @@ class EdgeWorker:
                 thread.join(timeout=10)
         for watchdog in self.watchdogs.values():
             watchdog.stop()
+        if self.prober is not None:
+            self.prober.stop()
         feeds_stopped = self.feeds.stop() if self.feeds is not None else True
         if self.feed_store is not None:
             if feeds_stopped:
@@ -209,10 +227,14 @@ class EdgeWorker:
         self.facts_written += 1
 
     def _housekeeping(self) -> None:
-        """Camera status facts and the periodic pipeline stats."""
+        """Camera status facts, device facts (about every second) and the pipeline stats."""
         next_stats = time.monotonic() + self._stats_interval_s
+        next_devices = time.monotonic()
         while not self._stop.wait(0.05):
             self._drain_status()
+            if self.devices is not None and time.monotonic() >= next_devices:
+                self._tick_devices(self.devices)
+                next_devices = time.monotonic() + 1.0
             if time.monotonic() >= next_stats:
                 self._write_stats(self._stats_interval_s)
                 next_stats += self._stats_interval_s
@@ -264,6 +286,14 @@ class EdgeWorker:
                     ),
                 )
             )
+
+    def _tick_devices(self, monitor: DeviceMonitor) -> None:
+        """Write the device monitor's facts; a failure is logged (the thread goes on)."""
+        try:
+            for fact in monitor.tick():
+                self.write(fact)
+        except Exception:
+            logger.exception("device monitor tick failed")
 
     def _write_stats(self, interval_s: float) -> None:
         taken = [a.counters.take() for a in self.analyses.values()]

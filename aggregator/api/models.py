@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from aggregator.store.state import Alert
-from hallwatch.contract import AlertKind, AlertState, DeviceState, PostState
+from hallwatch.contract import AlertKind, AlertState, DeviceKind, DeviceState, PostState
 
 
 class EdgeOut(BaseModel):
@@ -63,15 +63,32 @@ class PostOut(BaseModel):
     open_alert: str | None = Field(description="Id of the post's open off-post alert, if any.")
 
 
+class DeviceOut(BaseModel):
+    """One device of a hall (a camera or another configured device) with its live state."""
+
+    id: str = Field(description="Device id (a camera id for cameras).")
+    name: str = Field(description="Display name (the id if the config gives none).")
+    kind: DeviceKind = Field(description="camera, queue_machine, evaluator, kiosk, screen, …")
+    configured: bool = Field(
+        description="Whether the hall config lists it (false: reported by the edge only)."
+    )
+    state: DeviceState | None = Field(description="online / offline; null before any report.")
+    since: datetime | None = Field(description="When the device entered its state (UTC).")
+    reason: str = Field(description="Why it is offline, as the edge reported it.")
+    last_report: datetime | None = Field(description="Time of the latest device fact (UTC).")
+    open_alert: str | None = Field(description="Id of the device's open offline alert, if any.")
+
+
 class AlertOut(BaseModel):
     """One alert."""
 
     id: str = Field(description="Alert id (ULID).")
     hall: str = Field(description="Hall id.")
-    kind: AlertKind = Field(description="Alert kind (off_post: 离岗).")
+    kind: AlertKind = Field(description="Alert kind (off_post: 离岗, device_offline: 设备离线).")
     state: AlertState = Field(description="open or resolved.")
     post: str | None = Field(description="Post id, for post alerts.")
     window: str | None = Field(description="Window number, if any.")
+    device: str | None = Field(description="Device id, for device_offline alerts.")
     start: datetime = Field(description="When the breach began (UTC).")
     end: datetime | None = Field(description="When it ended (UTC), once resolved.")
     opened_at: datetime = Field(description="When the alert was raised (UTC).")
@@ -88,6 +105,7 @@ class AlertOut(BaseModel):
             state=AlertState(row.state),
             post=row.post,
             window=row.window,
+            device=row.device,
             start=row.start,
             end=row.end,
             opened_at=row.opened_at,

@@ -7,7 +7,8 @@ Policy:
 - The threshold is the post's ``off_post_after_s``, else the hall's
   ``thresholds.off_post_after_s``.
 - The clock pauses while the post's camera (or the edge worker that reports it) is
-  offline: unseen time is not counted, time already counted is kept.
+  offline: unseen time is not counted, time already counted is kept. Other devices
+  (kiosks, screens, …; see :mod:`aggregator.rules.device_offline`) never pause it.
 - Past the threshold, one alert opens (kind ``off_post``), with ``start`` = the absence's
   start, moved to the start of service time if it began outside it. The clerk's return
   resolves it with ``end`` = the return time. If an absence both crossed the threshold and
@@ -38,6 +39,7 @@ from hallwatch.contract import (
     AlertKind,
     AlertMessage,
     AlertState,
+    DeviceKind,
     DeviceState,
     PostState,
     new_id,
@@ -290,9 +292,16 @@ class OffPostRule:
 
     @staticmethod
     def _observed(session: Session, row: PostStatus) -> bool:
-        """Whether the post's camera and the edge reporting it are online (or unknown)."""
+        """Whether the post's camera and the edge reporting it are online (or unknown).
+
+        Only a camera device counts: another kind of device offline hides no post.
+        """
         device = session.get(DeviceStatus, (row.hall, row.camera))
-        if device is not None and device.state == DeviceState.OFFLINE.value:
+        if (
+            device is not None
+            and device.kind == DeviceKind.CAMERA.value
+            and device.state == DeviceState.OFFLINE.value
+        ):
             return False
         if row.source:
             edge = session.get(EdgeStatusRow, (row.hall, row.source))

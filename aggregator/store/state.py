@@ -124,7 +124,7 @@ class PostStatus(Base):
 
 
 class DeviceStatus(Base):
-    """Live state of one device (cameras for now), from device facts."""
+    """Live state of one device (cameras and the hall's other devices), from device facts."""
 
     __tablename__ = "device_status"
 
@@ -150,7 +150,8 @@ class EdgeStatusRow(Base):
 
 
 class Alert(Base):
-    """An alert (离岗告警 …). At most one open alert per hall, post and kind."""
+    """An alert (离岗告警, 设备离线 …). At most one open alert per hall, post and kind, and
+    per hall, device and kind (``device`` is set for ``device_offline`` alerts only)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -163,6 +164,15 @@ class Alert(Base):
             sqlite_where=text("state = 'open'"),
             postgresql_where=text("state = 'open'"),
         ),
+        Index(
+            "alerts_one_open_per_device",
+            "hall",
+            "device",
+            "kind",
+            unique=True,
+            sqlite_where=text("state = 'open' AND device IS NOT NULL"),
+            postgresql_where=text("state = 'open' AND device IS NOT NULL"),
+        ),
         Index("alerts_by_hall_start", "hall", "start"),
     )
 
@@ -171,6 +181,7 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(32))
     post: Mapped[str | None] = mapped_column(String(64))
     window: Mapped[str | None] = mapped_column(String(32))
+    device: Mapped[str | None] = mapped_column(String(64), default=None)
     state: Mapped[str] = mapped_column(String(16), index=True)
     start: Mapped[datetime]
     end: Mapped[datetime | None]

@@ -26,6 +26,9 @@
   it. A write that fails stops the batch (the rest stays staged, in order).
 - A feed that raises does not stop the thread: the error is logged and the message is
   dead-lettered in the feed store (which masks ID numbers), when one is given.
+- **Traffic.** Every message routed to a feed (used, dropped or dead-lettered) is passed,
+  with the feed's name, to the optional ``on_message`` callback (the device monitor takes
+  it as a sign of life of the device behind the feed).
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ class FeedRunner:
         settle_s: After each (re)connect, how long the inbox must stay empty (and the
             subscriptions acknowledged) before feeds are ticked again.
         monotonic: The clock that schedules ticks and the settle period (for tests).
+        on_message: Called on the feed thread with the feed's name and each message routed
+            to it, after the feed handled it (whatever the outcome); it must be quick and
+            an exception it raises is logged and ignored.
 
     Attributes:
         handled: Messages processed so far (used, dropped or dead-lettered).
@@ -112,6 +118,7 @@ class FeedRunner:
         store: FeedStore | None = None,
         settle_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_message: Callable[[str, FeedMessage], None] | None = None,
     ) -> None:
         filters = [f.topic_filter for f in feeds]
         if not feeds or len(set(filters)) != len(filters):
@@ -124,6 +131,7 @@ class FeedRunner:
         self._store = store
         self._settle_s = settle_s
         self._mono = monotonic
+        self._message_hook = on_message
         self._inbox: queue.Queue[_Delivery | _Connected | _Subscribed] = queue.Queue()
         self._pending_subs: set[int] = set()
         self.ready = False
@@ -319,17 +327,27 @@ class FeedRunner:
                 # amqtt was seen delivering the edge's retained status to this client.
                 logger.debug("no feed for a message on %s; dropped", message.topic)
                 return True
+            facts: list[Fact] | None
             try:
                 facts = feed.handle(message)
             except Exception as exc:  # a feed's bug never stops the others
                 logger.exception("%s feed failed on a message on %s", feed.name, message.topic)
                 self._dead_letter(feed.name, message, f"handler error: {type(exc).__name__}")
-                return True
-            return self._emit(feed.name, facts)
+                facts = None
+            self._notify(feed.name, message)
+            return True if facts is None else self._emit(feed.name, facts)
         finally:
             with self._cond:
                 self.handled += 1
                 self._cond.notify_all()
+
+    def _notify(self, feed: str, message: FeedMessage) -> None:
+        if self._message_hook is None:
+            return
+        try:
+            self._message_hook(feed, message)
+        except Exception:
+            logger.exception("the on_message callback failed for a %s message", feed)
 
     def _tick(self) -> None:
         now = self._now()

@@ -1,14 +1,14 @@
-"""Halls and their posts, with live state."""
+"""Halls, their posts and their devices, with live state."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from aggregator.api.deps import HallDep, HallsDep, StateDep
-from aggregator.api.models import EdgeOut, HallCounts, HallOut, PostOut
+from aggregator.api.models import DeviceOut, EdgeOut, HallCounts, HallOut, PostOut
 from aggregator.store.state import StateStore
 from hallwatch.config.models import HallConfig
-from hallwatch.contract import AlertKind, DeviceState, PostState, utcnow
+from hallwatch.contract import AlertKind, DeviceKind, DeviceState, PostState, utcnow
 
 router = APIRouter(prefix="/halls", tags=["halls"])
 
@@ -21,7 +21,11 @@ def _hall_out(hall: HallConfig, state: StateStore) -> HallOut:
     ]
     posts = {p.id for p in hall.posts}
     statuses = [s for s in state.post_statuses(hid) if s.post in posts]
-    offline = sum(1 for d in state.device_statuses(hid) if d.state == DeviceState.OFFLINE.value)
+    offline = sum(
+        1
+        for d in state.device_statuses(hid)
+        if d.kind == DeviceKind.CAMERA.value and d.state == DeviceState.OFFLINE.value
+    )
     on = sum(1 for s in statuses if s.state == PostState.ON_POST.value)
     off = sum(1 for s in statuses if s.state == PostState.OFF_POST.value)
     return HallOut(
@@ -82,3 +86,52 @@ def list_posts(hall: HallDep, state: StateDep) -> list[PostOut]:
             )
         )
     return out
+
+
+@router.get("/{hall}/devices", response_model=list[DeviceOut], summary="A hall's devices, live")
+def list_devices(hall: HallDep, state: StateDep) -> list[DeviceOut]:
+    """Every camera and configured device of the hall (cameras first, in file order), each
+    with its live state (``null`` until reported), since when, the reason it is offline
+    and its open ``device_offline`` alert; then devices the edge reported that the config
+    does not list."""
+    hid = hall.hall.id
+    statuses = {d.device: d for d in state.device_statuses(hid)}
+    alerts = {
+        a.device: a.id
+        for a in state.open_alerts(hid)
+        if a.kind == AlertKind.DEVICE_OFFLINE.value and a.device is not None
+    }
+    known: list[tuple[str, str, DeviceKind]] = [
+        (c.id, c.name or c.id, DeviceKind.CAMERA) for c in hall.cameras
+    ]
+    known += [(d.id, d.name, d.kind) for d in hall.devices]
+    configured = {dev_id for dev_id, _, _ in known}
+    known += [
+        (dev_id, dev_id, _kind(s.kind))
+        for dev_id, s in sorted(statuses.items())
+        if dev_id not in configured
+    ]
+    out = []
+    for dev_id, name, kind in known:
+        status = statuses.get(dev_id)
+        out.append(
+            DeviceOut(
+                id=dev_id,
+                name=name,
+                kind=kind,
+                configured=dev_id in configured,
+                state=DeviceState(status.state) if status else None,
+                since=status.since if status else None,
+                reason=status.reason if status else "",
+                last_report=status.last_fact_ts if status else None,
+                open_alert=alerts.get(dev_id),
+            )
+        )
+    return out
+
+
+def _kind(value: str) -> DeviceKind:
+    try:
+        return DeviceKind(value)
+    except ValueError:
+        return DeviceKind.OTHER

@@ -2,8 +2,9 @@
 "use strict";
 
 const STATE_LABEL = { on_post: "在岗", off_post: "离岗" };
-const halls = new Map(); // hall id -> {info, posts: Map(post id -> post), el}
-const alerts = new Map(); // off-post alert id -> alert
+const halls = new Map(); // hall id -> {info, posts: Map(post id -> post), devices: Map(id -> device), el}
+const alerts = new Map(); // off-post and device-offline alert id -> alert
+const ALERT_KINDS = new Set(["off_post", "device_offline"]); // 异常办件 arrive as "anomaly" events
 const anomalies = new Map(); // anomaly id -> anomaly (异常办件)
 const WAIT_LIMIT_S = 30 * 60;
 const KIND_LABEL = {
@@ -151,11 +152,15 @@ function renderAlerts() {
     const hall = halls.get(a.hall);
     const tz = hall ? hall.info.timezone : undefined;
     const post = hall && a.post ? hall.posts.get(a.post) : undefined;
+    const device = hall && a.device && hall.devices ? hall.devices.get(a.device) : undefined;
+    const isDevice = a.kind === "device_offline";
     const li = document.createElement("li");
     li.className = a.state === "resolved" ? "resolved" : "open";
+    li.dataset.kind = a.kind;
     const title = document.createElement("div");
-    const where = post ? post.name : a.post || "";
-    title.textContent = `${a.state === "resolved" ? "【已恢复】" : "【离岗告警】"}${hall ? hall.info.name : a.hall} ${where}`;
+    const where = isDevice ? (device ? device.name : a.device || "") : post ? post.name : a.post || "";
+    const label = a.state === "resolved" ? "【已恢复】" : isDevice ? "【设备离线】" : "【离岗告警】";
+    title.textContent = `${label}${hall ? hall.info.name : a.hall} ${where}`;
     const when = document.createElement("div");
     when.className = "when";
     when.textContent = a.end
@@ -181,6 +186,7 @@ async function loadAll() {
       hall.posts.set(p.id, Object.assign(old || {}, p));
     }
     const hallPath = `/api/v1/halls/${encodeURIComponent(info.id)}`;
+    hall.devices = new Map((await getJson(`${hallPath}/devices`)).map((d) => [d.id, d]));
     hall.queues = new Map((await getJson(`${hallPath}/queue`)).map((q) => [q.service, q]));
     const open = await getJson(`${hallPath}/anomalies?limit=200`);
     for (const a of open.items) anomalies.set(a.id, a);
@@ -188,7 +194,7 @@ async function loadAll() {
   }
   const page = await getJson("/api/v1/alerts?limit=100");
   alerts.clear();
-  for (const a of page.items) alerts.set(a.id, a);
+  for (const a of page.items) if (ALERT_KINDS.has(a.kind)) alerts.set(a.id, a);
   renderAlerts();
   renderAnomalies();
 }
@@ -207,8 +213,11 @@ function onDevice(ev) {
   const d = JSON.parse(ev.data);
   const hall = halls.get(d.hall);
   if (!hall) return;
+  hall.devices = hall.devices || new Map();
+  const device = hall.devices.get(d.device) || { id: d.device, name: d.device };
+  hall.devices.set(d.device, Object.assign(device, { kind: d.kind, state: d.state, since: d.since, reason: d.reason }));
   for (const post of hall.posts.values()) {
-    if (post.camera === d.device) post.camera_online = d.state === "online";
+    if (d.kind === "camera" && post.camera === d.device) post.camera_online = d.state === "online";
   }
   renderHall(hall);
 }
@@ -238,7 +247,7 @@ function onQueue(ev) {
 
 function onAlert(ev) {
   const a = JSON.parse(ev.data);
-  if (a.kind !== "off_post") return; // 异常办件 arrive as "anomaly" events
+  if (!ALERT_KINDS.has(a.kind)) return; // 异常办件 arrive as "anomaly" events
   alerts.set(a.id, a);
   const hall = halls.get(a.hall);
   const post = hall && a.post ? hall.posts.get(a.post) : undefined;
