@@ -2,7 +2,9 @@
 
 Implementations: :class:`aggregator.mqtt_ingest.MqttAlertPublisher` (the hall's alerts
 topic, for hall managers), :class:`BusAlertSink` (the live dashboard), and
-:class:`FanoutSink` to send to several. Later issues add SMS and rate limits here.
+:class:`FanoutSink` to send to several. :func:`publish_alerts` is how every rule hands
+its alerts over after its transaction commits. SMS for 异常办件 is routed by
+:class:`aggregator.cases.notify.CaseNotifier` through :mod:`aggregator.notify.sms`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from prometheus_client import Counter
+
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.store.state import Alert
 from hallwatch.contract import AlertKind, AlertMessage, AlertState, utcnow
 
 logger = logging.getLogger(__name__)
+
+ALERTS = Counter("hallwatch_alerts", "Alerts opened and resolved.", ["kind", "state"])
 
 
 @runtime_checkable
@@ -81,3 +87,18 @@ class ListSink:
     def publish(self, alert: AlertMessage) -> None:
         """Append the alert."""
         self.alerts.append(alert)
+
+
+def publish_alerts(sink: AlertSink | None, messages: Iterable[AlertMessage]) -> None:
+    """Count and deliver alerts produced inside a transaction, once it has committed.
+
+    Never raises: a failing sink is logged, and the next message is still delivered.
+    """
+    for message in messages:
+        ALERTS.labels(message.kind.value, message.state.value).inc()
+        if sink is None:
+            continue
+        try:
+            sink.publish(message)
+        except Exception:
+            logger.exception("publishing alert %s failed", message.id)

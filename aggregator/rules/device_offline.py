@@ -27,8 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, alert_message
-from aggregator.rules.off_post import ALERTS
+from aggregator.alerts import AlertSink, alert_message, publish_alerts
 from aggregator.store.state import Alert, DeviceStatus
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import AlertKind, AlertMessage, AlertState, DeviceState, new_id
@@ -140,15 +139,7 @@ class DeviceOfflineRule:
 
     def publish(self, messages: list[AlertMessage]) -> None:
         """Send messages produced inside a transaction, once it has committed."""
-        for message in messages:
-            ALERTS.labels(message.kind.value, message.state.value).inc()
-        if self.sink is None:
-            return
-        for message in messages:
-            try:
-                self.sink.publish(message)
-            except Exception:
-                logger.exception("publishing alert %s failed", message.id)
+        publish_alerts(self.sink, messages)
 
     # -- helpers ---------------------------------------------------------------------------
 

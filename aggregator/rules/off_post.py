@@ -27,12 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, alert_message
+from aggregator.alerts import AlertSink, alert_message, publish_alerts
 from aggregator.store.state import Alert, DeviceStatus, EdgeStatusRow, PostStatus, StateStore
 from hallwatch.config.models import HallConfig, PostConfig
 from hallwatch.contract import (
@@ -48,7 +47,6 @@ from hallwatch.service_time import in_service_seconds, next_in_service
 
 logger = logging.getLogger(__name__)
 
-ALERTS = Counter("hallwatch_alerts", "Alerts opened and resolved.", ["kind", "state"])
 
 OFF = PostState.OFF_POST.value
 ON = PostState.ON_POST.value
@@ -204,12 +202,12 @@ class OffPostRule:
                 message = self._judge(session, row, now)
                 if message is not None:
                     out.append(message)
-        self._publish(out)
+        publish_alerts(self.sink, out)
         return out
 
     def publish(self, messages: list[AlertMessage]) -> None:
         """Send messages produced inside a transaction, once it has committed."""
-        self._publish(messages)
+        publish_alerts(self.sink, messages)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -308,17 +306,6 @@ class OffPostRule:
             if edge is not None and edge.state == DeviceState.OFFLINE.value:
                 return False
         return True
-
-    def _publish(self, messages: list[AlertMessage]) -> None:
-        for message in messages:
-            ALERTS.labels(message.kind.value, message.state.value).inc()
-        if self.sink is None:
-            return
-        for message in messages:
-            try:
-                self.sink.publish(message)
-            except Exception:
-                logger.exception("publishing alert %s failed", message.id)
 
 
 def _post(hall: HallConfig | None, post_id: str) -> PostConfig | None:
