@@ -119,3 +119,12 @@ def test_national_calendar_can_be_switched_off() -> None:
     config = load(text)
     assert config.is_in_service(datetime(2026, 10, 1, 10, 0))  # a Thursday
     assert config.service_hours.calendar().is_working_day(date(2026, 10, 1))
+
+
+def test_duplicate_service_codes() -> None:
+    text = BASE + CASES.replace("      promised_trips: 2\n", "      promised_trips: 2\n    - id: A\n")
+    found = issues_of(text)
+    assert any(
+        p == "queue.services[1].id" and "duplicate service 'A' (first at index 0)" in m
+        for _, p, m in found
+    ), found

@@ -8,6 +8,7 @@ YAML line. :func:`mask_url` keeps credentials out of error messages, logs and du
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -49,6 +50,23 @@ class LocatedValueError(ValueError):
 def _raise_if(problems: list[tuple[Loc, str]]) -> None:
     if problems:
         raise LocatedValueError(problems)
+
+
+def require_unique_ids(items: list[Any], what: str = "id") -> None:
+    """Raise one problem per item whose ``id`` repeats an earlier item's.
+
+    Raises:
+        LocatedValueError: ``[i].id: duplicate <what> 'x' (first at index j)`` for each.
+    """
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, item in enumerate(items):
+        if item.id in first:
+            msg = f"duplicate {what} {item.id!r} (first at index {first[item.id]})"
+            problems.append(((i, "id"), msg))
+        else:
+            first[item.id] = i
+    _raise_if(problems)
 
 
 def mask_url(url: str) -> str:

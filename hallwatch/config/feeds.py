@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import Field, SecretStr, field_validator
 
-from hallwatch.config.errors import Loc, _Base, _raise_if
+from hallwatch.config.errors import _Base, require_unique_ids
 from hallwatch.contract import CODE_PATTERN
 
 
@@ -134,14 +134,7 @@ class QueueFeedConfig(_Base):
     @field_validator("services")
     @classmethod
     def _unique_services(cls, value: list[QueueServiceConfig]) -> list[QueueServiceConfig]:
-        first: dict[str, int] = {}
-        problems: list[tuple[Loc, str]] = []
-        for i, item in enumerate(value):
-            if item.id in first:
-                msg = f"duplicate service {item.id!r} (first at index {first[item.id]})"
-                problems.append(((i, "id"), msg))
-            first.setdefault(item.id, i)
-        _raise_if(problems)
+        require_unique_ids(value, "service")
         return value
 
     def service(self, code: str) -> QueueServiceConfig | None:

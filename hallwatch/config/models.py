@@ -36,7 +36,7 @@ from pydantic import (
 from hallwatch.config.cases import CasePolicyConfig, DepartmentConfig, NotifyConfig, WindowConfig
 from hallwatch.config.devices import DeviceConfig
 from hallwatch.config.errors import _SECRET_QUERY_KEYS as _SECRET_QUERY_KEYS
-from hallwatch.config.errors import Loc, _Base, _raise_if, mask_url
+from hallwatch.config.errors import Loc, _Base, _raise_if, mask_url, require_unique_ids
 from hallwatch.config.errors import LocatedValueError as LocatedValueError
 from hallwatch.config.errors import format_field_path as format_field_path
 from hallwatch.config.feeds import EvaluatorFeedConfig, QueueFeedConfig
@@ -408,16 +408,7 @@ class HallConfig(_Base):
     @field_validator("cameras", "posts", "departments", "windows", "devices")
     @classmethod
     def _unique_ids(cls, value: list[Any]) -> list[Any]:
-        first: dict[str, int] = {}
-        problems: list[tuple[Loc, str]] = []
-        for i, item in enumerate(value):
-            if item.id in first:
-                problems.append(
-                    ((i, "id"), f"duplicate id {item.id!r} (first at index {first[item.id]})")
-                )
-            else:
-                first[item.id] = i
-        _raise_if(problems)
+        require_unique_ids(value)
         return value
 
     @field_validator("posts")
