@@ -122,7 +122,8 @@ def test_national_calendar_can_be_switched_off() -> None:
 
 
 def test_duplicate_service_codes() -> None:
-    text = BASE + CASES.replace("      promised_trips: 2\n", "      promised_trips: 2\n    - id: A\n")
+    extra = "      promised_trips: 2\n    - id: A\n"
+    text = BASE + CASES.replace("      promised_trips: 2\n", extra)
     found = issues_of(text)
     assert any(
         p == "queue.services[1].id" and "duplicate service 'A' (first at index 0)" in m
