@@ -29,7 +29,7 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hallwatch.config import loader, models  # noqa: E402
+from hallwatch.config import devices, loader, models, zones  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
 
@@ -45,6 +45,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("detector", models.DetectorConfig),
     ("mqtt", models.MqttConfig),
     ("edge", models.EdgeConfig),
+    ("devices[]", devices.DeviceConfig),
+    ("devices[].probe", devices.DeviceProbe),
+    ("zones[]", zones.ZoneConfig),
+    ("zones[].line", zones.EntranceLine),
+    ("zones[].classifier", zones.HygieneClassifierConfig),
+    ("environment", zones.EnvironmentConfig),
+    ("evidence", zones.EvidenceConfig),
 ]
 
 INTRO = """\

@@ -34,6 +34,10 @@ from typing import Protocol, runtime_checkable
 from hallwatch.contract import (
     DeviceFact,
     Fact,
+    FlowFact,
+    HygieneFact,
+    HygieneState,
+    OccupancyFact,
     PostState,
     PresenceFact,
     QueueFact,
@@ -57,6 +61,9 @@ MEASUREMENT_QUEUE = "queue"
 MEASUREMENT_WAIT = "wait_over_limit"
 MEASUREMENT_TRIPS = "trips_over_promise"
 MEASUREMENT_RATING = "rating"
+MEASUREMENT_HYGIENE = "zone_hygiene"
+MEASUREMENT_OCCUPANCY = "zone_occupancy"
+MEASUREMENT_FLOW = "entrance_flow"
 
 RATING_SCORES: dict[RatingLevel, int] = {
     RatingLevel.VERY_SATISFIED: 5,
@@ -250,12 +257,20 @@ def facts_to_points(fact: Fact) -> list[Point]:
     - trips → ``trips_over_promise`` (tags hall, service[, window]; fields ``trips``,
       ``promised``);
     - rating → ``rating`` (tags hall, level, channel[, window, attitude]; fields ``score``
-      5 … 1, ``bad`` 0/1, ``evaluation``).
+      5 … 1, ``bad`` 0/1, ``evaluation``);
+    - hygiene → ``zone_hygiene`` (tags hall, camera, zone[, window]; fields ``bad`` 0/1,
+      ``score``);
+    - occupancy → ``zone_occupancy`` (tags hall, camera, zone; fields ``count``, ``peak``,
+      ``mean``, ``crowded`` 0/1), at the interval's end;
+    - flow → ``entrance_flow`` (tags hall, camera, zone; fields ``in_count``,
+      ``out_count``, ``interval_s``), at the interval's start.
 
     Ticket numbers, ticket and case ids, applicant keys and staff ids are never tags.
     """
     if isinstance(fact, PresenceFact | DeviceFact | StatsFact):
         return _video_points(fact)
+    if isinstance(fact, HygieneFact | OccupancyFact | FlowFact):
+        return [_environment_point(fact)]
     if isinstance(fact, QueueFact):
         return [
             Point(
@@ -290,6 +305,29 @@ def facts_to_points(fact: Fact) -> list[Point]:
         fields = {"trips": tr.trips, "promised": tr.promised}
         return [Point(MEASUREMENT_TRIPS, tags, fields, fact.ts, fact.id)]
     return [_rating_point(fact)]
+
+
+def _environment_point(fact: HygieneFact | OccupancyFact | FlowFact) -> Point:
+    b = fact.body
+    tags = {"hall": fact.hall, "camera": b.camera, "zone": b.zone}
+    fields: dict[str, FieldValue]
+    if isinstance(fact, HygieneFact):
+        h = fact.body
+        _optional(tags, window=h.window)
+        fields = {"bad": int(h.state is HygieneState.BAD), "score": float(h.score)}
+        return Point(MEASUREMENT_HYGIENE, tags, fields, fact.ts, fact.id)
+    if isinstance(fact, OccupancyFact):
+        o = fact.body
+        fields = {
+            "count": o.count,
+            "peak": o.peak,
+            "mean": float(o.mean),
+            "crowded": int(o.crowded),
+        }
+        return Point(MEASUREMENT_OCCUPANCY, tags, fields, fact.ts, fact.id)
+    f = fact.body
+    fields = {"in_count": f.in_count, "out_count": f.out_count, "interval_s": f.interval_s}
+    return Point(MEASUREMENT_FLOW, tags, fields, f.start, fact.id)
 
 
 def _optional(tags: dict[str, str], **values: object) -> None:

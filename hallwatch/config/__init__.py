@@ -37,6 +37,14 @@ from hallwatch.config.models import (
     format_field_path,
     mask_url,
 )
+from hallwatch.config.zones import (
+    EntranceLine,
+    EnvironmentConfig,
+    EvidenceConfig,
+    HygieneClassifierConfig,
+    ZoneConfig,
+    ZoneKind,
+)
 
 __all__ = [
     "ID_PATTERN",
@@ -46,8 +54,12 @@ __all__ = [
     "DayHours",
     "DetectorConfig",
     "EdgeConfig",
+    "EntranceLine",
+    "EnvironmentConfig",
+    "EvidenceConfig",
     "HallConfig",
     "HallInfo",
+    "HygieneClassifierConfig",
     "LocatedValueError",
     "MqttConfig",
     "PostConfig",
@@ -55,6 +67,8 @@ __all__ = [
     "ServiceHoursConfig",
     "ThresholdsConfig",
     "Weekday",
+    "ZoneConfig",
+    "ZoneKind",
     "expand_env",
     "format_field_path",
     "load_hall_config",

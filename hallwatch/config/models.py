@@ -47,6 +47,7 @@ from hallwatch.config.hours import Weekday as Weekday
 from hallwatch.config.hours import _default_hours as _default_hours
 from hallwatch.config.hours import _parse_hhmm as _parse_hhmm
 from hallwatch.config.hours import _workdays as _workdays
+from hallwatch.config.zones import EnvironmentConfig, EvidenceConfig, ZoneConfig, require_area
 
 logger = logging.getLogger(__name__)
 
@@ -204,15 +205,7 @@ class PostConfig(_Base):
     @field_validator("polygon")
     @classmethod
     def _has_area(cls, value: list[Point]) -> list[Point]:
-        area2 = 0.0
-        for (x1, y1), (x2, y2) in zip(value, value[1:] + value[:1], strict=True):
-            area2 += x1 * y2 - x2 * y1
-        if abs(area2) / 2 < 1.0:
-            raise ValueError(
-                "polygon encloses less than one square pixel; points are pixel "
-                "coordinates of the camera's width × height image, not fractions"
-            )
-        return value
+        return require_area(value)
 
 
 class ThresholdsConfig(_Base):
@@ -404,35 +397,52 @@ class HallConfig(_Base):
         default_factory=list,
         description="Devices other than cameras (设备运转) and how each shows it is alive.",
     )
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description="Zones the edge watches: windows' public areas (hygiene), waiting areas, "
+        "entrances (people, crowding, flow).",
+    )
+    environment: EnvironmentConfig = Field(
+        default_factory=EnvironmentConfig, description="Tuning of the zones' watch."
+    )
+    evidence: EvidenceConfig = Field(
+        default_factory=EvidenceConfig, description="Snapshots for alerts from video."
+    )
 
-    @field_validator("cameras", "posts", "departments", "windows", "devices")
+    @field_validator("cameras", "posts", "departments", "windows", "devices", "zones")
     @classmethod
     def _unique_ids(cls, value: list[Any]) -> list[Any]:
         require_unique_ids(value)
         return value
 
-    @field_validator("posts")
+    @field_validator("posts", "zones")
     @classmethod
-    def _posts_fit_cameras(cls, value: list[PostConfig], info: ValidationInfo) -> list[PostConfig]:
+    def _polygons_fit_cameras(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         # Runs even when other sections have errors; skipped when the cameras are invalid.
         cameras_list = info.data.get("cameras")
         if cameras_list is None:
             return value
         cameras = {c.id: c for c in cameras_list}
         problems: list[tuple[Loc, str]] = []
-        for i, post in enumerate(value):
-            cam = cameras.get(post.camera)
+        for i, item in enumerate(value):
+            cam = cameras.get(item.camera)
             if cam is None:
                 known = ", ".join(cameras)
                 problems.append(
-                    ((i, "camera"), f"camera {post.camera!r} is not defined (cameras: {known})")
+                    ((i, "camera"), f"camera {item.camera!r} is not defined (cameras: {known})")
                 )
                 continue
-            for j, (x, y) in enumerate(post.polygon):
+            points: list[tuple[Loc, Point]] = [
+                ((i, "polygon", j), pt) for j, pt in enumerate(item.polygon)
+            ]
+            line = getattr(item, "line", None)
+            if line is not None:
+                points += [((i, "line", "points", j), pt) for j, pt in enumerate(line.points)]
+            for loc, (x, y) in points:
                 if not (0 <= x <= cam.width and 0 <= y <= cam.height):
                     problems.append(
                         (
-                            (i, "polygon", j),
+                            loc,
                             f"point [{x:g}, {y:g}] is outside the {cam.width}x{cam.height} "
                             f"image of camera {cam.id!r}",
                         )
@@ -468,6 +478,11 @@ class HallConfig(_Base):
             if fed_by is not None and feeds[fed_by.value] is None:
                 msg = f"the hall has no {fed_by.value} section to take heartbeats from"
                 problems.append((("devices", i, "probe", "feed"), msg))
+        windows = {w.id for w in self.windows} | {p.window for p in self.posts if p.window}
+        for i, zone in enumerate(self.zones):
+            if zone.window is not None and windows and zone.window not in windows:
+                msg = f"window {zone.window!r} is neither in windows nor a post's window"
+                problems.append((("zones", i, "window"), msg))
         source = self.edge.source.replace("{hall}", self.hall.id)
         if not re.match(ID_PATTERN, source):
             msg = f"{source!r} is not a valid id ({ID_PATTERN}); is the hall id too long?"
@@ -481,6 +496,9 @@ class HallConfig(_Base):
         for dev in self.devices:
             if dev.probe is not None and dev.probe.mqtt_topic is not None:
                 dev.probe.mqtt_topic = dev.probe.mqtt_topic.replace("{hall}", self.hall.id)
+        self.environment.reference_dir = Path(
+            str(self.environment.reference_dir).replace("{hall}", self.hall.id)
+        )
         self.edge.feed_state_path = Path(
             str(self.edge.feed_state_path).replace("{hall}", self.hall.id)
         )
@@ -535,6 +553,21 @@ class HallConfig(_Base):
     def posts_for_camera(self, camera_id: str) -> list[PostConfig]:
         """The posts seen by one camera, in file order."""
         return [p for p in self.posts if p.camera == camera_id]
+
+    def zones_for_camera(self, camera_id: str) -> list[ZoneConfig]:
+        """The zones seen by one camera, in file order."""
+        return [z for z in self.zones if z.camera == camera_id]
+
+    def zone(self, zone_id: str) -> ZoneConfig:
+        """The zone with this id.
+
+        Raises:
+            KeyError: No such zone.
+        """
+        for zone in self.zones:
+            if zone.id == zone_id:
+                return zone
+        raise KeyError(zone_id)
 
     def window(self, window_id: str | None) -> WindowConfig | None:
         """The configured window with this number, if any."""

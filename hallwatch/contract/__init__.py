@@ -41,6 +41,17 @@ from hallwatch.contract._base import (
     shared_subscription,
     utcnow,
 )
+from hallwatch.contract.environment import (
+    FlowBody,
+    FlowFact,
+    HygieneBody,
+    HygieneFact,
+    HygieneMethod,
+    HygieneState,
+    OccupancyBody,
+    OccupancyFact,
+)
+from hallwatch.contract.evidence import EVIDENCE_MAX_B64, Evidence
 from hallwatch.contract.messages import (
     AlertKind,
     AlertMessage,
@@ -89,7 +100,7 @@ from hallwatch.contract.video import (
 
 Fact = Annotated[
     PresenceFact | DeviceFact | StatsFact | TicketFact | QueueFact | WaitFact | TripsFact
-    | RatingFact,
+    | RatingFact | HygieneFact | OccupancyFact | FlowFact,
     Field(discriminator="kind"),
 ]  # fmt: skip
 _FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)
@@ -137,6 +148,7 @@ __all__ = [
     "CODE_PATTERN",
     "DEFAULT_SHARE_GROUP",
     "EDGE_STATUS_FILTER",
+    "EVIDENCE_MAX_B64",
     "FACTS_FILTER",
     "ID_PATTERN",
     "RATING_LABELS",
@@ -155,8 +167,17 @@ __all__ = [
     "DeviceKind",
     "DeviceState",
     "EdgeStatus",
+    "Evidence",
     "Fact",
     "FactKind",
+    "FlowBody",
+    "FlowFact",
+    "HygieneBody",
+    "HygieneFact",
+    "HygieneMethod",
+    "HygieneState",
+    "OccupancyBody",
+    "OccupancyFact",
     "PostState",
     "PresenceBody",
     "PresenceFact",

@@ -86,6 +86,9 @@ class FactKind(StrEnum):
     WAIT = "wait"
     TRIPS = "trips"
     RATING = "rating"
+    HYGIENE = "hygiene"
+    OCCUPANCY = "occupancy"
+    FLOW = "flow"
 
 
 class _FactBase(_Model):

@@ -51,6 +51,10 @@ class AlertKind(StrEnum):
     OFF_POST = "off_post"
     DEVICE_OFFLINE = "device_offline"
     """A device (camera, queue machine, kiosk, …) shows no sign of life."""
+    HYGIENE_BAD = "hygiene_bad"
+    """环境差: a window's public area is not clean (a reminder to the hall manager)."""
+    CROWDING = "crowding"
+    """A zone holds at least its configured number of people."""
     WAIT_OVER_LIMIT = "wait_over_limit"
     TRIPS_OVER_PROMISE = "trips_over_promise"
     BAD_RATING = "bad_rating"
@@ -77,6 +81,12 @@ class AlertMessage(_Model):
     post: str | None = None
     window: str | None = None
     device: str | None = Field(default=None, max_length=64, description="device_offline: which.")
+    zone: str | None = Field(
+        default=None, max_length=64, description="hygiene_bad, crowding: which zone."
+    )
+    evidence_url: str | None = Field(
+        default=None, max_length=200, description="API path of the alert's snapshot, if any."
+    )
     start: AwareDatetime = Field(description="When the breach began.")
     end: AwareDatetime | None = Field(default=None, description="When it ended, if resolved.")
     message: str = Field(default="", max_length=500, description="Human-readable, Chinese.")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from hallwatch.contract._base import ID_PATTERN, FactKind, _FactBase, _Model
+from hallwatch.contract.evidence import Evidence
 
 
 class PostState(StrEnum):
@@ -56,6 +57,9 @@ class PresenceBody(_Model):
     )
     score: float | None = Field(
         default=None, ge=0, le=1, description="Best accepted person score at the last look."
+    )
+    evidence: Evidence | None = Field(
+        default=None, description="Snapshot of the post, on a change to off_post."
     )
 
 
