@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from hallwatch.contract import parse_alert, parse_edge_status, parse_fact
+from hallwatch.contract import FactKind, parse_alert, parse_edge_status, parse_fact
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
-EXAMPLES = re.findall(r"### Example: (.+?)\n\n```json\n(.+?)\n```", DOC.read_text(), re.S)
+EXAMPLES = re.findall(
+    r"### Example(?: \(\w+\))?: (.+?)\n\n```json\n(.+?)\n```", DOC.read_text(), re.S
+)
 
 
 def test_doc_has_an_example_of_every_message() -> None:
-    assert {name for name, _ in EXAMPLES} == {"presence", "device", "stats", "edge status", "alert"}
+    kinds = {kind.value for kind in FactKind}
+    assert {name for name, _ in EXAMPLES} == kinds | {"edge status", "alert"}
 
 
 @pytest.mark.parametrize(("name", "text"), EXAMPLES, ids=[n for n, _ in EXAMPLES])

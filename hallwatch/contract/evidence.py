@@ -47,10 +47,10 @@ class Evidence(_Model):
     @classmethod
     def _is_jpeg(cls, value: str) -> str:
         try:
-            head = base64.b64decode(value[:8], validate=True)
+            data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("not base64") from None
-        if not head.startswith(b"\xff\xd8"):
+        if not data.startswith(b"\xff\xd8"):
             raise ValueError("not a JPEG (no SOI marker)")
         return value
 
