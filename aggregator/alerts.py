@@ -2,9 +2,10 @@
 
 Implementations: :class:`aggregator.mqtt_ingest.MqttAlertPublisher` (the hall's alerts
 topic, for hall managers), :class:`BusAlertSink` (the live dashboard), and
-:class:`FanoutSink` to send to several. :func:`publish_alerts` is how every rule hands
-its alerts over after its transaction commits. SMS for 异常办件 is routed by
-:class:`aggregator.cases.notify.CaseNotifier` through :mod:`aggregator.notify.sms`.
+:class:`FanoutSink` to send to several. :func:`publish_alerts` is how every rule (off-post,
+device-offline, hygiene and crowding) hands its alerts over after its transaction
+commits. SMS for 异常办件 is routed by :class:`aggregator.cases.notify.CaseNotifier`
+through :mod:`aggregator.notify.sms`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from prometheus_client import Counter
 
 from aggregator.bus import LiveBus, LiveEvent
+from aggregator.store.evidence import evidence_path
 from aggregator.store.state import Alert
 from hallwatch.contract import AlertKind, AlertMessage, AlertState, utcnow
 
@@ -34,7 +36,7 @@ class AlertSink(Protocol):
 
 
 def alert_message(row: Alert) -> AlertMessage:
-    """The wire form of a stored alert."""
+    """The wire form of a stored alert (``evidence_url``: the API path of its snapshot)."""
     return AlertMessage(
         id=row.id,
         hall=row.hall,
@@ -43,6 +45,8 @@ def alert_message(row: Alert) -> AlertMessage:
         post=row.post,
         window=row.window,
         device=row.device,
+        zone=row.zone,
+        evidence_url=evidence_path(row.hall, row.id) if row.evidence_id else None,
         start=row.start,
         end=row.end,
         message=row.message,

@@ -14,8 +14,12 @@ Ticket, wait, trips and rating facts go to the 异常办件 register
 (:class:`aggregator.cases.register.CaseRegister`) inside that transaction; queue gauges
 update ``QueueStatus``. Device facts update ``DeviceStatus`` and, through
 :class:`aggregator.rules.device_offline.DeviceOfflineRule`, open / resolve
-``device_offline`` alerts; only cameras pause the off-post clock. An older fact never
-overwrites newer state.
+``device_offline`` alerts; only cameras pause the off-post clock. Hygiene and occupancy
+facts update ``ZoneStatus`` and open / resolve ``hygiene_bad`` and ``crowding`` alerts
+through :class:`aggregator.rules.zone_alerts.ZoneAlertRule`. Evidence snapshots are stored
+(:mod:`aggregator.store.evidence`) with the facts that start an episode: a presence change
+to ``off_post`` keeps its snapshot on the post's status until the absence ends, and the
+off-post alert of that absence links it. An older fact never overwrites newer state.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from aggregator.cases.models import Anomaly, QueueStatus
 from aggregator.cases.register import CaseRegister
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule, PostSnapshot
+from aggregator.rules.zone_alerts import ZoneAlertRule
+from aggregator.store.evidence import store_evidence
 from aggregator.store.state import DeviceStatus, EdgeStatusRow, PostStatus, SeenFact, StateStore
 from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
 from hallwatch.config.models import HallConfig
@@ -45,6 +51,9 @@ from hallwatch.contract import (
     DeviceFact,
     DeviceKind,
     Fact,
+    HygieneFact,
+    OccupancyFact,
+    PostState,
     PresenceFact,
     QueueFact,
     RatingFact,
@@ -113,6 +122,8 @@ class Ingestor:
             (None: those facts are only stored as series).
         devices: The device-offline rule, told about device state changes (None: no
             device alerts).
+        zones: The zone rule, given hygiene and occupancy facts (None: those facts are
+            only stored as series).
         clock: Source of "now" (tests pass a fake one).
     """
 
@@ -126,6 +137,7 @@ class Ingestor:
         rule: OffPostRule | None = None,
         cases: CaseRegister | None = None,
         devices: DeviceOfflineRule | None = None,
+        zones: ZoneAlertRule | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.state = state
@@ -135,6 +147,7 @@ class Ingestor:
         self.rule = rule
         self.cases = cases
         self.devices = devices
+        self.zones = zones
         self.clock = clock
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
@@ -215,6 +228,7 @@ class Ingestor:
         alerts: list[AlertMessage] = []
         case_alerts: list[AlertMessage] = []
         device_alerts: list[AlertMessage] = []
+        zone_alerts: list[AlertMessage] = []
         touched: list[Anomaly] = []
         presence_changed = False
         try:
@@ -239,6 +253,8 @@ class Ingestor:
                     self._device(session, fact, now, events, device_alerts)
                 elif isinstance(fact, QueueFact):
                     self._queue(session, fact, now, events)
+                elif self.zones is not None and isinstance(fact, HygieneFact | OccupancyFact):
+                    zone_alerts = self._zone(session, fact, now, events)
                 elif self.cases is not None and isinstance(
                     fact, WaitFact | TripsFact | RatingFact | TicketFact
                 ):
@@ -250,6 +266,8 @@ class Ingestor:
         self._notify(events, alerts)
         if device_alerts and self.devices is not None:
             self.devices.publish(device_alerts)
+        if zone_alerts and self.zones is not None:
+            self.zones.publish(zone_alerts)
         if self.cases is not None and (touched or case_alerts):
             try:
                 self.cases.after_commit(touched, case_alerts)
@@ -287,6 +305,7 @@ class Ingestor:
                 hall=fact.hall, post=b.post, camera=b.camera, window=b.window,
                 source=fact.source, state=b.state.value, since=b.since,
                 last_fact_ts=fact.ts, updated_at=now, clock_banked_s=0.0, clock_from=None,
+                evidence_id=self._absence_snapshot(session, fact, now),
             )  # fmt: skip
             session.add(row)
             session.flush()
@@ -301,8 +320,14 @@ class Ingestor:
             if row.state == b.state.value:
                 return False  # same state (summary or repeat): ``since`` stands
             row.state, row.since = b.state.value, b.since
+            if row.state == PostState.OFF_POST.value:
+                row.evidence_id = self._absence_snapshot(session, fact, now)
         if self.rule is not None:
+            # an alert the return records links the absence's snapshot (see the store's
+            # ``_link_absence_snapshot``), so the snapshot id is cleared only afterwards
             alerts.extend(self.rule.on_presence_change(session, row, before, now))
+        if row.state == PostState.ON_POST.value:
+            row.evidence_id = None
         events.append(
             LiveEvent(
                 "presence",
@@ -317,6 +342,30 @@ class Ingestor:
             )
         )
         return True
+
+    @staticmethod
+    def _absence_snapshot(session: Session, fact: PresenceFact, now: datetime) -> str | None:
+        """Store the snapshot of a presence change to off_post; its id (None: no snapshot)."""
+        b = fact.body
+        if b.state is not PostState.OFF_POST or b.evidence is None:
+            return None
+        return store_evidence(session, fact.hall, b.evidence, fact_id=fact.id, post=b.post, now=now)
+
+    def _zone(
+        self,
+        session: Session,
+        fact: HygieneFact | OccupancyFact,
+        now: datetime,
+        events: list[LiveEvent],
+    ) -> list[AlertMessage]:
+        assert self.zones is not None
+        if isinstance(fact, HygieneFact):
+            outcome = self.zones.on_hygiene(session, fact, now)
+        else:
+            outcome = self.zones.on_occupancy(session, fact, now)
+        if outcome.event is not None:
+            events.append(outcome.event)
+        return outcome.alerts
 
     def _device(
         self,

@@ -5,7 +5,10 @@ The rule ticker runs the off-post rule and the 异常办件 escalation
 anomaly alerts go to the same sinks as off-post alerts, and to SMS when
 ``HALLWATCH_SMS_GATEWAY_URL`` is set. Device-offline alerts
 (:class:`~aggregator.rules.device_offline.DeviceOfflineRule`) are raised at ingest and go
-to the same sinks (MQTT alerts topic, live bus).
+to the same sinks (MQTT alerts topic, live bus), and so are 环境差 and crowding alerts
+(:class:`~aggregator.rules.zone_alerts.ZoneAlertRule`; the ticker opens the 环境差 alerts
+of zones still dirty when service time begins). The ticker's housekeeping deletes
+evidence snapshots older than ``evidence_retention_days``, at most once an hour.
 
 :class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
 Everything runs in background threads of the calling process, so the demo can run an
@@ -25,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -42,13 +45,18 @@ from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
 from aggregator.notify.sms import SmsNotifier
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
+from aggregator.rules.zone_alerts import ZoneAlertRule
 from aggregator.settings import AggregatorSettings
+from aggregator.store.evidence import purge_evidence
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore, TimeSeriesStore
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import utcnow
 
 logger = logging.getLogger(__name__)
+
+PURGE_EVERY = timedelta(hours=1)
+"""How often the housekeeping deletes expired evidence snapshots."""
 
 
 def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
@@ -101,6 +109,7 @@ class AggregatorService:
         self.sink = FanoutSink([BusAlertSink(self.bus)])
         self.rule = OffPostRule(self.state, self.halls, self.sink)
         self.device_rule = DeviceOfflineRule(self.halls, self.sink)
+        self.zone_rule = ZoneAlertRule(self.state, self.halls, self.sink)
         self.sms = SmsNotifier.from_settings(settings)
         self.cases = CaseRegister(
             self.state,
@@ -117,6 +126,7 @@ class AggregatorService:
             rule=self.rule,
             cases=self.cases,
             devices=self.device_rule,
+            zones=self.zone_rule,
             clock=clock,
         )
         self.mqtt: MqttIngest | None = None
@@ -133,8 +143,11 @@ class AggregatorService:
                 cases=self.cases,
                 mqtt_connected=mqtt_connected,
                 sse_heartbeat_s=settings.sse_heartbeat_s,
+                series=self.series,
+                evidence_retention_days=settings.evidence_retention_days,
             )
         )
+        self._purged_at: datetime | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -237,9 +250,38 @@ class AggregatorService:
             except Exception:
                 logger.exception("rule evaluation failed; retrying at the next tick")
             try:
+                self.zone_rule.evaluate(now)
+            except Exception:
+                logger.exception("zone rule evaluation failed; retrying at the next tick")
+            try:
                 self.cases.escalate(now)
             except Exception:
                 logger.exception("anomaly escalation failed; retrying at the next tick")
+            try:
+                self.housekeeping(now)
+            except Exception:
+                logger.exception("housekeeping failed; retrying at the next tick")
+
+    def housekeeping(self, now: datetime) -> int | None:
+        """Delete evidence snapshots past the retention, at most once per hour.
+
+        Args:
+            now: The ticker's time.
+
+        Returns:
+            How many snapshots were deleted, or None if the last purge is under an hour old.
+        """
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return None
+        days = self.settings.evidence_retention_days
+        with self.state.session() as session:
+            deleted = purge_evidence(session, now - timedelta(days=days))
+        self._purged_at = now
+        if deleted:
+            logger.info("deleted %d evidence snapshot(s) older than %d days", deleted, days)
+        else:
+            logger.debug("no evidence snapshot older than %d days", days)
+        return deleted
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop everything (idempotent). Unacknowledged facts stay with the broker."""

@@ -84,6 +84,13 @@ class AggregatorSettings(BaseSettings):
     rule_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Period of the supervision rules' evaluation."
     )
+    evidence_retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=3650,
+        description="Days evidence snapshots (images of alerts from video) are kept after "
+        "they are stored; older ones are deleted hourly, and asking for one answers 410.",
+    )
     sse_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat comment period on /api/v1/live."
     )

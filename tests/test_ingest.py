@@ -159,7 +159,7 @@ MALFORMED = {
     "not-utf8": (PRESENCE_TOPIC, b"\xff\xfe\x00garbage", "invalid fact"),
     "json-not-object": (PRESENCE_TOPIC, b"[1, 2, 3]", "invalid fact"),
     "wrong-schema-version": (PRESENCE_TOPIC, _fact_json(schema=2), "schema"),
-    "unknown-kind": (fact_topic(HALL, "occupancy"), _fact_json(kind="occupancy"), "kind"),
+    "unknown-kind": (fact_topic(HALL, "gossip"), _fact_json(kind="gossip"), "kind"),
     "missing-field": (PRESENCE_TOPIC, _fact_json(body_post=None), "post"),
     "missing-id": (PRESENCE_TOPIC, _fact_json(id=None), "missing id"),
     "missing-ts": (PRESENCE_TOPIC, _fact_json(ts=None), "missing ts"),

@@ -30,6 +30,7 @@ from fastapi import Depends, HTTPException, Request, status
 from aggregator.bus import LiveBus
 from aggregator.cases.register import CaseRegister
 from aggregator.store.state import StateStore
+from aggregator.store.timeseries import TimeSeriesStore
 from hallwatch.config.models import HallConfig
 
 
@@ -46,6 +47,10 @@ class ApiServices:
         sse_heartbeat_s: Period of the heartbeat comment on ``/api/v1/live``.
         cases: The 异常办件 register (None: one over ``state`` and ``halls`` is made on
             first use, without notifications).
+        series: The time-series store (occupancy and flow ranges; None: those routes
+            answer 503).
+        evidence_retention_days: Days snapshots are kept (named when a purged one is asked
+            for).
     """
 
     state: StateStore
@@ -54,6 +59,8 @@ class ApiServices:
     cases: CaseRegister | None = None
     mqtt_connected: Callable[[], bool] | None = None
     sse_heartbeat_s: float = 15.0
+    series: TimeSeriesStore | None = None
+    evidence_retention_days: int = 180
 
 
 def get_services(request: Request) -> ApiServices:

@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(services)``.
 
 Routes: ``/api/v1/halls``, ``/api/v1/halls/{hall}``, ``/api/v1/halls/{hall}/posts``,
-``/api/v1/alerts``, ``/api/v1/alerts/{id}``, ``/api/v1/live`` (SSE), ``/healthz``,
+``/api/v1/alerts``, ``/api/v1/alerts/{id}``, the hall environment (``…/zones``,
+``…/occupancy``, ``…/flow``, ``…/alerts/{id}/evidence``), ``/api/v1/live`` (SSE), ``/healthz``,
 ``/metrics``, the OpenAPI document at ``/openapi.json`` (UI at ``/docs``), and the live
 web page at ``/`` (static files under ``/static``).
 """

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from aggregator.store.evidence import evidence_path
 from aggregator.store.state import Alert
-from hallwatch.contract import AlertKind, AlertState, DeviceKind, DeviceState, PostState
+from hallwatch.config.zones import ZoneKind
+from hallwatch.contract import (
+    AlertKind,
+    AlertState,
+    DeviceKind,
+    DeviceState,
+    HygieneMethod,
+    HygieneState,
+    PostState,
+    utcnow,
+)
 
 
 class EdgeOut(BaseModel):
@@ -84,20 +96,32 @@ class AlertOut(BaseModel):
 
     id: str = Field(description="Alert id (ULID).")
     hall: str = Field(description="Hall id.")
-    kind: AlertKind = Field(description="Alert kind (off_post: 离岗, device_offline: 设备离线).")
+    kind: AlertKind = Field(
+        description="Alert kind (off_post: 离岗, device_offline: 设备离线, hygiene_bad: 环境差, "
+        "crowding: 人员拥挤, …)."
+    )
     state: AlertState = Field(description="open or resolved.")
     post: str | None = Field(description="Post id, for post alerts.")
     window: str | None = Field(description="Window number, if any.")
     device: str | None = Field(description="Device id, for device_offline alerts.")
+    zone: str | None = Field(description="Zone id, for hygiene_bad and crowding alerts.")
     start: datetime = Field(description="When the breach began (UTC).")
     end: datetime | None = Field(description="When it ended (UTC), once resolved.")
+    duration_s: float = Field(
+        description="Seconds from start to end, or to now while the alert is open."
+    )
     opened_at: datetime = Field(description="When the alert was raised (UTC).")
     resolved_at: datetime | None = Field(description="When it was resolved (UTC).")
     message: str = Field(description="Human-readable message (Chinese).")
+    evidence_url: str | None = Field(
+        description="API path of the alert's snapshot (alerts from video; supervision "
+        "officers, hall managers and admins only), null if it has none.",
+    )
 
     @classmethod
-    def of(cls, row: Alert) -> AlertOut:
-        """From a stored alert."""
+    def of(cls, row: Alert, now: datetime | None = None) -> AlertOut:
+        """From a stored alert (``now``: the end of an open alert's duration)."""
+        end = row.end if row.end is not None else (now or utcnow())
         return cls(
             id=row.id,
             hall=row.hall,
@@ -106,11 +130,14 @@ class AlertOut(BaseModel):
             post=row.post,
             window=row.window,
             device=row.device,
+            zone=row.zone,
             start=row.start,
             end=row.end,
+            duration_s=max(0.0, (end - row.start).total_seconds()),
             opened_at=row.opened_at,
             resolved_at=row.resolved_at,
             message=row.message,
+            evidence_url=evidence_path(row.hall, row.id) if row.evidence_id else None,
         )
 
 
@@ -121,6 +148,99 @@ class AlertPage(BaseModel):
     total: int = Field(description="Alerts matching the filters, on all pages.")
     limit: int = Field(description="Page size.")
     offset: int = Field(description="Alerts skipped before this page.")
+
+
+class ZoneHygieneOut(BaseModel):
+    """A zone's hygiene grade (环境好 / 环境差)."""
+
+    state: HygieneState = Field(description="good (环境好) or bad (环境差).")
+    since: datetime = Field(description="When the grade began (UTC).")
+    score: float = Field(description="Fraction of the zone that differs (classifier: probability).")
+    method: HygieneMethod = Field(description="reference, classifier or both.")
+
+
+class ZoneOccupancyOut(BaseModel):
+    """A zone's latest people count."""
+
+    count: int = Field(description="People in the zone (median of the interval's looks).")
+    peak: int = Field(description="Most people at one look in the interval.")
+    crowded: bool = Field(description="Whether the count reached the zone's crowding_at.")
+    at: datetime = Field(description="End of the interval counted (UTC).")
+    crowded_since: datetime | None = Field(description="Start of the current crowding (UTC).")
+
+
+class ZoneOut(BaseModel):
+    """One configured zone (区域) with its live state."""
+
+    id: str = Field(description="Zone id.")
+    name: str = Field(description="Display name, e.g. 候办区.")
+    kind: ZoneKind = Field(description="window_public, waiting_area, self_service, entrance …")
+    camera: str = Field(description="Camera that sees it.")
+    window: str | None = Field(description="Window whose public area it is, if any.")
+    grades_hygiene: bool = Field(description="Whether its hygiene is graded (环境好/差).")
+    counts_people: bool = Field(description="Whether its people are counted.")
+    crowding_at: int | None = Field(description="People count from which it is crowded.")
+    hygiene: ZoneHygieneOut | None = Field(
+        description="Hygiene grade; null before any report (the grade defaults to 环境好)."
+    )
+    occupancy: ZoneOccupancyOut | None = Field(description="Latest count; null before any.")
+    hygiene_alert: str | None = Field(description="Id of its open hygiene_bad alert, if any.")
+    crowding_alert: str | None = Field(description="Id of its open crowding alert, if any.")
+
+
+class ZoneOccupancyStats(BaseModel):
+    """People in one zone over a time range."""
+
+    zone: str = Field(description="Zone id.")
+    name: str = Field(description="Display name (the id for a zone the config does not list).")
+    reports: int = Field(description="Occupancy intervals reported in the range.")
+    peak: int | None = Field(description="Most people at one look; null without reports.")
+    mean: float | None = Field(description="Mean of the intervals' means; null without reports.")
+    crowded_reports: int = Field(description="Intervals reported crowded.")
+
+
+class OccupancyOut(BaseModel):
+    """Occupancy of a hall's zones over ``[since, until)`` (intervals ending in it)."""
+
+    hall: str = Field(description="Hall id.")
+    since: datetime = Field(description="Range start (UTC).")
+    until: datetime = Field(description="Range end, exclusive (UTC).")
+    zones: list[ZoneOccupancyStats] = Field(description="Counted zones, in config order.")
+
+
+class FlowBucketOut(BaseModel):
+    """People in and out during one hour or day (hall-local)."""
+
+    start: datetime = Field(description="Bucket start, in the hall's timezone (with offset).")
+    in_count: int = Field(description="Crossings into the hall.")
+    out_count: int = Field(description="Crossings out of the hall.")
+    reports: int = Field(description="Flow intervals reported (0: no data, not no people).")
+
+
+class FlowZoneOut(BaseModel):
+    """One entrance's totals over the range."""
+
+    zone: str = Field(description="Entrance zone id.")
+    name: str = Field(description="Display name (the id for a zone the config does not list).")
+    in_count: int = Field(description="Crossings into the hall.")
+    out_count: int = Field(description="Crossings out of the hall.")
+
+
+class FlowOut(BaseModel):
+    """Flow of people through a hall's entrances, per hour or per day."""
+
+    hall: str = Field(description="Hall id.")
+    bucket: Literal["hour", "day"] = Field(description="Bucket size.")
+    timezone: str = Field(description="Timezone the buckets are cut in (the hall's).")
+    since: datetime = Field(description="Range start (UTC).")
+    until: datetime = Field(description="Range end, exclusive (UTC).")
+    buckets: list[FlowBucketOut] = Field(
+        description="Every bucket overlapping the range, oldest first; an interval counts in "
+        "the bucket of its start."
+    )
+    zones: list[FlowZoneOut] = Field(description="Totals per entrance.")
+    in_count: int = Field(description="Total crossings into the hall.")
+    out_count: int = Field(description="Total crossings out of the hall.")
 
 
 class HealthOut(BaseModel):

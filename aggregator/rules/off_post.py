@@ -262,6 +262,7 @@ class OffPostRule:
             opened_at=now,
             resolved_at=None,
             message=_message(post, threshold),
+            evidence_id=row.evidence_id,  # the snapshot the absence's presence fact carried
         )
 
     @staticmethod

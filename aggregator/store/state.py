@@ -1,7 +1,8 @@
 """Events and state: SQLAlchemy 2 models and the :class:`StateStore`.
 
 Everything a replica needs lives here, not in memory: the dedup ledger of fact ids, the
-live state of posts, devices and edges, alerts, and the dead letters. SQLite by default
+live state of posts, devices, zones and edges, alerts, and the dead letters (evidence
+snapshots are in :mod:`aggregator.store.evidence`, on the same ``Base``). SQLite by default
 (WAL, ``BEGIN IMMEDIATE`` for writes), PostgreSQL in production. ``Base.metadata`` is
 what an Alembic ``env.py`` targets; :meth:`StateStore.create_all` is the embedded shortcut.
 
@@ -121,6 +122,9 @@ class PostStatus(Base):
     updated_at: Mapped[datetime]
     clock_banked_s: Mapped[float] = mapped_column(Float, default=0.0)
     clock_from: Mapped[datetime | None]
+    evidence_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    """Snapshot of the current absence (from the presence fact that started it), linked to
+    the off-post alert the absence raises; None while on post."""
 
 
 class DeviceStatus(Base):
@@ -138,6 +142,40 @@ class DeviceStatus(Base):
     last_fact_ts: Mapped[datetime]
 
 
+class ZoneStatus(Base):
+    """Live state of one zone (区域), from hygiene and occupancy facts.
+
+    The hygiene columns change only when the grade changes (a repeated grade keeps
+    ``hygiene_since``); the occupancy columns hold the latest interval. Each side has its
+    own "latest fact" stamp, so an older fact never overwrites newer state.
+    ``hygiene_evidence_id`` is the snapshot of the current 环境差 episode (linked to its
+    alert, which may open later: at the start of service time).
+    """
+
+    __tablename__ = "zone_status"
+
+    hall: Mapped[str] = mapped_column(String(64), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str | None] = mapped_column(String(32), default=None)
+    hygiene_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    hygiene_since: Mapped[datetime | None] = mapped_column(default=None)
+    hygiene_score: Mapped[float | None] = mapped_column(Float, default=None)
+    hygiene_method: Mapped[str | None] = mapped_column(String(16), default=None)
+    hygiene_evidence_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    hygiene_fact_ts: Mapped[datetime | None] = mapped_column(default=None)
+    occupancy_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    occupancy_peak: Mapped[int | None] = mapped_column(Integer, default=None)
+    occupancy_mean: Mapped[float | None] = mapped_column(Float, default=None)
+    occupancy_crowded: Mapped[bool] = mapped_column(default=False)
+    occupancy_start: Mapped[datetime | None] = mapped_column(default=None)
+    occupancy_at: Mapped[datetime | None] = mapped_column(default=None)
+    """End of the latest interval counted (its start + its length)."""
+    crowded_since: Mapped[datetime | None] = mapped_column(default=None)
+    """Start of the first interval of the current crowding; None when not crowded."""
+    updated_at: Mapped[datetime]
+
+
 class EdgeStatusRow(Base):
     """Last ``online``/``offline`` status of one edge worker (its retained message)."""
 
@@ -150,8 +188,12 @@ class EdgeStatusRow(Base):
 
 
 class Alert(Base):
-    """An alert (离岗告警, 设备离线 …). At most one open alert per hall, post and kind, and
-    per hall, device and kind (``device`` is set for ``device_offline`` alerts only)."""
+    """An alert (离岗告警, 设备离线, 环境差, 人员拥挤 …). At most one open alert per hall,
+    post and kind, per hall, device and kind (``device`` is set for ``device_offline``
+    alerts only) and per hall, zone and kind (``zone`` is set for ``hygiene_bad`` and
+    ``crowding``). ``evidence_id`` is the snapshot of an alert from video
+    (:class:`aggregator.store.evidence.EvidenceSnapshot`; the row may have been purged by
+    the retention since)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
@@ -173,6 +215,15 @@ class Alert(Base):
             sqlite_where=text("state = 'open' AND device IS NOT NULL"),
             postgresql_where=text("state = 'open' AND device IS NOT NULL"),
         ),
+        Index(
+            "alerts_one_open_per_zone",
+            "hall",
+            "zone",
+            "kind",
+            unique=True,
+            sqlite_where=text("state = 'open' AND zone IS NOT NULL"),
+            postgresql_where=text("state = 'open' AND zone IS NOT NULL"),
+        ),
         Index("alerts_by_hall_start", "hall", "start"),
     )
 
@@ -182,6 +233,8 @@ class Alert(Base):
     post: Mapped[str | None] = mapped_column(String(64))
     window: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str | None] = mapped_column(String(64), default=None)
+    zone: Mapped[str | None] = mapped_column(String(64), default=None)
+    evidence_id: Mapped[str | None] = mapped_column(String(40), default=None)
     state: Mapped[str] = mapped_column(String(16), index=True)
     start: Mapped[datetime]
     end: Mapped[datetime | None]
@@ -350,6 +403,11 @@ class StateStore:
         """Live state of a hall's devices that have reported."""
         with self.read_session() as session:
             return list(session.scalars(select(DeviceStatus).where(DeviceStatus.hall == hall)))
+
+    def zone_statuses(self, hall: str) -> list[ZoneStatus]:
+        """Live state of a hall's zones that have reported."""
+        with self.read_session() as session:
+            return list(session.scalars(select(ZoneStatus).where(ZoneStatus.hall == hall)))
 
     def edge_statuses(self, hall: str) -> list[EdgeStatusRow]:
         """Last status of each edge worker of a hall."""

@@ -5,12 +5,13 @@ A router-wide dependency (authentication) is added here, on ``api_router``.
 
 from fastapi import APIRouter
 
-from aggregator.api.routes import alerts, anomalies, halls, live
+from aggregator.api.routes import alerts, anomalies, environment, halls, live
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(halls.router)
 api_router.include_router(alerts.router)
 api_router.include_router(anomalies.router)
+api_router.include_router(environment.router)
 api_router.include_router(live.router)
 
 __all__ = ["api_router"]

@@ -3,8 +3,11 @@
 
 const STATE_LABEL = { on_post: "在岗", off_post: "离岗" };
 const halls = new Map(); // hall id -> {info, posts: Map(post id -> post), devices: Map(id -> device), el}
-const alerts = new Map(); // off-post and device-offline alert id -> alert
-const ALERT_KINDS = new Set(["off_post", "device_offline"]); // 异常办件 arrive as "anomaly" events
+const alerts = new Map(); // off-post, device, hygiene and crowding alert id -> alert
+const ALERT_LABEL = {
+  off_post: "【离岗告警】", device_offline: "【设备离线】", hygiene_bad: "【环境差】", crowding: "【人员拥挤】",
+};
+const ALERT_KINDS = new Set(Object.keys(ALERT_LABEL)); // 异常办件 arrive as "anomaly" events
 const anomalies = new Map(); // anomaly id -> anomaly (异常办件)
 const WAIT_LIMIT_S = 30 * 60;
 const KIND_LABEL = {
@@ -93,6 +96,33 @@ function renderHall(hall) {
     `${info.in_service ? "服务时间" : "非服务时间"} · ${edge} · 在岗 ${c.on_post} / 离岗 ${c.off_post} / 共 ${c.posts}`;
   for (const post of hall.posts.values()) renderTile(hall, post);
   renderQueues(hall);
+  renderZones(hall);
+}
+
+function renderZones(hall) {
+  const box = hall.el.querySelector(".zones");
+  box.replaceChildren();
+  for (const z of (hall.zones || new Map()).values()) {
+    const chip = document.createElement("span");
+    chip.dataset.zone = z.id;
+    const parts = [];
+    if (z.hygiene) parts.push(z.hygiene.state === "bad" ? "环境差" : "环境好");
+    if (z.occupancy) parts.push(`${z.occupancy.count} 人`);
+    if (!parts.length) continue;
+    const bad = (z.hygiene && z.hygiene.state === "bad") || (z.occupancy && z.occupancy.crowded);
+    chip.className = `zone${bad ? " over" : ""}`;
+    chip.textContent = `${z.name} ${parts.join(" · ")}`;
+    box.appendChild(chip);
+  }
+}
+
+async function loadZones(hall) {
+  try {
+    const zones = await getJson(`/api/v1/halls/${encodeURIComponent(hall.info.id)}/zones`);
+    hall.zones = new Map(zones.map((z) => [z.id, z]));
+  } catch (err) {
+    console.error(err);
+  }
 }
 
 function renderQueues(hall) {
@@ -154,12 +184,15 @@ function renderAlerts() {
     const post = hall && a.post ? hall.posts.get(a.post) : undefined;
     const device = hall && a.device && hall.devices ? hall.devices.get(a.device) : undefined;
     const isDevice = a.kind === "device_offline";
+    const zone = hall && a.zone && hall.zones ? hall.zones.get(a.zone) : undefined;
     const li = document.createElement("li");
     li.className = a.state === "resolved" ? "resolved" : "open";
     li.dataset.kind = a.kind;
     const title = document.createElement("div");
-    const where = isDevice ? (device ? device.name : a.device || "") : post ? post.name : a.post || "";
-    const label = a.state === "resolved" ? "【已恢复】" : isDevice ? "【设备离线】" : "【离岗告警】";
+    let where = post ? post.name : a.post || "";
+    if (isDevice) where = device ? device.name : a.device || "";
+    if (a.zone) where = zone ? zone.name : a.zone;
+    const label = a.state === "resolved" ? "【已恢复】" : ALERT_LABEL[a.kind] || `【${a.kind}】`;
     title.textContent = `${label}${hall ? hall.info.name : a.hall} ${where}`;
     const when = document.createElement("div");
     when.className = "when";
@@ -169,6 +202,15 @@ function renderAlerts() {
     const msg = document.createElement("div");
     msg.textContent = a.message || "";
     li.append(title, when, msg);
+    if (a.evidence_url) {
+      const link = document.createElement("a");
+      link.href = a.evidence_url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.className = "evidence";
+      link.textContent = "查看抓拍（已打码）";
+      li.appendChild(link);
+    }
     list.appendChild(li);
   }
   document.getElementById("no-alerts").hidden = alerts.size > 0;
@@ -188,6 +230,7 @@ async function loadAll() {
     const hallPath = `/api/v1/halls/${encodeURIComponent(info.id)}`;
     hall.devices = new Map((await getJson(`${hallPath}/devices`)).map((d) => [d.id, d]));
     hall.queues = new Map((await getJson(`${hallPath}/queue`)).map((q) => [q.service, q]));
+    await loadZones(hall);
     const open = await getJson(`${hallPath}/anomalies?limit=200`);
     for (const a of open.items) anomalies.set(a.id, a);
     renderHall(hall);
@@ -255,6 +298,7 @@ function onAlert(ev) {
     post.open_alert = a.state === "open" ? a.id : null;
     renderHall(hall);
   }
+  if (hall && a.zone) loadZones(hall).then(() => renderHall(hall));
   renderAlerts();
 }
 
@@ -287,6 +331,9 @@ loadAll()
     document.getElementById("conn").textContent = "加载失败";
   })
   .finally(connect);
+setInterval(() => {
+  for (const hall of halls.values()) loadZones(hall).then(() => renderHall(hall));
+}, 10000);
 setInterval(() => {
   for (const hall of halls.values()) renderHall(hall);
   renderAlerts();
