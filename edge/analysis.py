@@ -1,4 +1,4 @@
-"""One camera's analysis: every post it sees, looked at once per frame handed in.
+"""One camera's analysis: every post and zone it sees, looked at once per frame handed in.
 
 Shared by the live worker and by ``hallwatch replay``: what replay reports is exactly what
 the edge would have sent.
@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import cv2
 
 from edge.detectors.base import Detector
+from edge.environment.zone_watch import ZoneWatch
+from edge.evidence import SnapshotMaker
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
 from edge.tracking.post_watcher import PostWatcher, WatchSettings
 from edge.tracking.presence import PresenceEvent
 from hallwatch.config import CameraConfig, HallConfig
-from hallwatch.contract import PresenceBody, PresenceFact
+from hallwatch.contract import Fact, PostState, PresenceBody, PresenceFact
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,10 @@ def watch_settings(config: HallConfig) -> WatchSettings:
 
 
 class CameraAnalysis:
-    """Turns a camera's frames into presence facts for each of its posts.
+    """Turns a camera's frames into presence facts for its posts and facts for its zones.
+
+    A change of a post to off_post carries an evidence snapshot of the post (faces
+    blurred) when the hall's ``evidence.enabled``.
 
     Args:
         config: The hall.
@@ -99,6 +103,15 @@ class CameraAnalysis:
             )
             for p in self._posts.values()
         ]
+        self.snapshots: SnapshotMaker | None = None
+        if config.evidence.enabled:
+            self.snapshots = SnapshotMaker(
+                camera,
+                clerk_polygons=[[(x, y) for x, y in p.polygon] for p in self._posts.values()],
+                detector=detector,
+                settings=config.evidence,
+            )
+        self.zones = ZoneWatch(config, camera, detector, source=source, snapshots=self.snapshots)
         self.counters = _CounterBox()
         self._reset_requested = threading.Event()
 
@@ -106,14 +119,15 @@ class CameraAnalysis:
         """The camera reconnected: re-establish every post's state from scratch."""
         for watcher in self.watchers:
             watcher.reset()
+        self.zones.reset()
 
     def request_reset(self) -> None:
         """Ask for :meth:`reset` before the next look (safe from any thread)."""
         self._reset_requested.set()
 
-    def look(self, frame: Frame) -> list[PresenceFact]:
-        """Look at every post in ``frame``; return the facts this produced."""
-        facts: list[PresenceFact] = []
+    def look(self, frame: Frame) -> list[Fact]:
+        """Look at every post and zone in ``frame``; return the facts this produced."""
+        facts: list[Fact] = []
         if self._reset_requested.is_set():
             self._reset_requested.clear()
             self.reset()
@@ -125,27 +139,31 @@ class CameraAnalysis:
             skipped += not result.inferred
             inference_ms += result.inference_ms
             facts.extend(self._fact(event, frame) for event in result.events)
+        zone_inferences = self.zones.inferences
+        facts.extend(self.zones.look(frame))
+        inferred += self.zones.inferences - zone_inferences
         self.counters.add_look(inferred, skipped, inference_ms)
         return facts
 
     def _fact(self, event: PresenceEvent, frame: Frame) -> PresenceFact:
         post = self._posts[event.post]
+        evidence = None
+        if self.snapshots is not None and event.state is PostState.OFF_POST and not event.summary:
+            xs = [p[0] for p in post.polygon]
+            ys = [p[1] for p in post.polygon]
+            evidence = self.snapshots.take(frame, (min(xs), min(ys), max(xs), max(ys)))
         return PresenceFact(
             hall=self._hall,
             source=self._source,
-            ts=_wall_at(frame, event.pts),
+            ts=frame.wall_at(event.pts),
             body=PresenceBody(
                 camera=self.camera.id,
                 post=post.id,
                 window=post.window,
                 state=event.state,
-                since=_wall_at(frame, event.since_pts),
+                since=frame.wall_at(event.since_pts),
                 summary=event.summary,
                 score=None if event.score is None else round(event.score, 3),
+                evidence=evidence,
             ),
         )
-
-
-def _wall_at(frame: Frame, pts: float) -> datetime:
-    """The wall time of stream time ``pts``, anchored on ``frame``."""
-    return frame.wall - timedelta(seconds=frame.pts - pts)

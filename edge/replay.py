@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +23,7 @@ from edge.analysis import CameraAnalysis
 from edge.sources import iter_file_frames
 from edge.worker import detector_for
 from hallwatch.config import ConfigError, HallConfig, read_hall_config
+from hallwatch.contract import Fact, PresenceFact
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """Replayed frames are stamped from the epoch, so wall time minus epoch is video time."""
@@ -42,16 +44,32 @@ def replay_facts(video: Path, config: HallConfig, camera_id: str) -> Iterator[di
         video, camera.id, every_s=camera.look_interval_s, start_wall=EPOCH
     ):
         for fact in analysis.look(frame):
-            body = fact.body
-            yield {
-                "kind": fact.kind.value,
-                "post": body.post,
-                "state": body.state.value,
-                "t": round((fact.ts - EPOCH).total_seconds(), 3),
-                "since_t": round((body.since - EPOCH).total_seconds(), 3),
-                "summary": body.summary,
-                "score": body.score,
-            }
+            yield _replayed(fact)
+
+
+def _replayed(fact: Fact) -> dict[str, object]:
+    """A fact as replay prints it: video seconds instead of wall times, no snapshot bytes."""
+    t = round((fact.ts - EPOCH).total_seconds(), 3)
+    if isinstance(fact, PresenceFact):
+        body = fact.body
+        return {
+            "kind": fact.kind.value,
+            "post": body.post,
+            "state": body.state.value,
+            "t": t,
+            "since_t": round((body.since - EPOCH).total_seconds(), 3),
+            "summary": body.summary,
+            "score": body.score,
+        }
+    out: dict[str, object] = {"kind": fact.kind.value, "t": t}
+    for key, value in fact.body:
+        if key == "evidence":
+            out["evidence"] = value is not None
+        elif isinstance(value, datetime):
+            out[f"{key}_t"] = round((value - EPOCH).total_seconds(), 3)
+        else:
+            out[key] = value.value if isinstance(value, Enum) else value
+    return out
 
 
 def replay_to_stdout(

@@ -144,7 +144,7 @@ class EdgeWorker:
         self.analyses = {
             cam.id: CameraAnalysis(config, cam, self._detector, source=self.source)
             for cam in config.cameras
-            if config.posts_for_camera(cam.id)
+            if config.posts_for_camera(cam.id) or config.zones_for_camera(cam.id)
         }
         self.watchdogs = {
             cam.id: CameraWatchdog(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -33,3 +33,7 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+    def wall_at(self, pts: float) -> datetime:
+        """The wall time of stream time ``pts``, anchored on this frame."""
+        return self.wall - timedelta(seconds=self.pts - pts)

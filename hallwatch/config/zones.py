@@ -188,6 +188,13 @@ class EnvironmentConfig(_Base):
     occupancy_interval_s: float = Field(
         default=60, ge=5, le=3600, description="Interval of the occupancy gauge."
     )
+    count_every_s: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=600,
+        description="A counted zone without a line is counted at most this often (a wide "
+        "zone costs several detector calls).",
+    )
     flow_interval_s: float = Field(
         default=300,
         ge=10,
