@@ -6,6 +6,7 @@ the edge would have sent.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from edge.tracking.post_watcher import PostWatcher, WatchSettings
 from edge.tracking.presence import PresenceEvent
 from hallwatch.config import CameraConfig, HallConfig
 from hallwatch.contract import Fact, PostState, PresenceBody, PresenceFact
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,10 @@ class CameraAnalysis:
         if self.snapshots is not None and event.state is PostState.OFF_POST and not event.summary:
             xs = [p[0] for p in post.polygon]
             ys = [p[1] for p in post.polygon]
-            evidence = self.snapshots.take(frame, (min(xs), min(ys), max(xs), max(ys)))
+            try:
+                evidence = self.snapshots.take(frame, (min(xs), min(ys), max(xs), max(ys)))
+            except Exception:  # the fact matters more than its picture
+                logger.exception("camera %s post %s: snapshot failed", self.camera.id, post.id)
         return PresenceFact(
             hall=self._hall,
             source=self._source,

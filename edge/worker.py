@@ -290,7 +290,8 @@ class EdgeWorker:
     def _tick_devices(self, monitor: DeviceMonitor) -> None:
         """Write the device monitor's facts; a failure is logged (the thread goes on)."""
         try:
-            for fact in monitor.tick():
+            listening = self.feeds.settled if self.feeds is not None else True
+            for fact in monitor.tick(listening=listening):
                 self.write(fact)
         except Exception:
             logger.exception("device monitor tick failed")

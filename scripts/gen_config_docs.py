@@ -75,7 +75,7 @@ config.is_in_service(datetime.now(UTC))                  # aware or hall-local n
 
 ```console
 $ hallwatch config validate deploy/examples/hall.yaml
-deploy/examples/hall.yaml: OK (hall demo-county-hall, 2 cameras, 5 posts)
+deploy/examples/hall.yaml: OK (hall demo-county-hall, 3 cameras, 5 posts)
 ```
 
 `validate_config_file` (the CLI) prints every problem on stderr as

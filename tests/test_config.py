@@ -305,7 +305,7 @@ def test_example_validates(
     monkeypatch.delenv("HALLWATCH_APPLICANT_SALT", raising=False)
     assert validate_config_file(EXAMPLE) == 0
     out, err = capsys.readouterr()
-    assert out == f"{EXAMPLE}: OK (hall demo-county-hall, 2 cameras, 5 posts)\n"
+    assert out == f"{EXAMPLE}: OK (hall demo-county-hall, 3 cameras, 5 posts)\n"
     assert "warning: environment variable HALL_CAM1_PASSWORD is not set" in err
     assert validate_config_file(EXAMPLE, require_env=True) == 1
 

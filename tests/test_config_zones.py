@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from hallwatch.config import ConfigError, HallConfig, ZoneKind, load_hall_config_from_string
-from tests.test_config import BASE
+from tests.test_config import BASE as CONFIG_BASE
 
+# cam2 sees the entrance: a camera counting crossings looks at least every 0.5 s
+BASE = CONFIG_BASE.replace("    height: 720\n", "    height: 720\n    look_interval_s: 0.4\n", 1)
 ENV = {"CAM1_USER": "admin", "CAM1_PASSWORD": "s3cret"}
 OFFSET = BASE.count("\n")  # line k of ZONES is line OFFSET + k of the file
 
@@ -56,6 +58,16 @@ def edit(old: str, new: str) -> str:
     return BASE + "\n".join(new if ln == old else ln for ln in lines) + "\n"
 
 
+def test_a_line_needs_a_camera_that_looks_often() -> None:
+    slow = (BASE + ZONES).replace("    look_interval_s: 0.4\n", "    look_interval_s: 2\n", 1)
+    (issue,) = issues_of(slow)
+    assert issue[1:] == (
+        "zones[2].line",
+        "counting crossings needs a look at least every 0.5 s; camera 'cam2' looks every 2 s "
+        "(cameras[].look_interval_s)",
+    )
+
+
 def test_zones_load_with_kind_defaults() -> None:
     config = load(BASE + ZONES)
     public, waiting, door = config.zones
@@ -91,12 +103,17 @@ def test_zones_load_with_kind_defaults() -> None:
         ("    window: 1", "    window: 9", 6, "zones[0].window", "window '9' is neither"),
         ("      inside: left", "      inside: north", 21, "zones[2].line.inside", "'left'"),
         ("  - id: door", "  - id: waiting", 14, "zones[2].id", "duplicate"),
+        ("      points: [[1100, 100], [1100, 720]]", "      points: [[850, 100], [850, 720]]",
+         14, "zones[2]", "the line's midpoint is outside the zone's polygon"),
+        ("  reference_dir: /tmp/hw-{hall}", "  count_every_s: 90\n  reference_dir: /tmp/x",
+         22, "environment", "count_every_s (90) must not exceed occupancy_interval_s (30)"),
         ("    kind: entrance", "    kind: entrance\n    reference_image: clean.png", 14,
          "zones[2]", "need hygiene: true"),
     ],
     ids=[
         "polygon-outside-image", "line-outside-image", "unknown-camera", "crowding-uncounted",
-        "fractions", "unknown-window", "bad-inside", "duplicate-id", "reference-without-hygiene",
+        "fractions", "unknown-window", "bad-inside", "duplicate-id", "line-outside-zone",
+        "count-rarer-than-interval", "reference-without-hygiene",
     ],
 )  # fmt: skip
 def test_zone_errors_name_line_and_field(

@@ -135,6 +135,24 @@ def test_late_or_stale_signs_do_not_bring_a_device_back() -> None:
     assert monitor.tick() == []
 
 
+def test_mqtt_devices_are_not_judged_while_the_edge_does_not_listen() -> None:
+    clock = Clock()
+    config = hall_with([device("hb", 60, mqtt_topic="hb/x"), device("tcp", 60, tcp="10.0.0.9:80")])
+    monitor = DeviceMonitor(config, now=clock)
+    # (seconds, listening, changes): the feed client is not caught up for the first 50 s
+    for seconds, listening, expected in [
+        (0, False, []),
+        (59, False, []),
+        (60, False, [("tcp", "offline", 60)]),  # polled devices are judged all the same
+        (70, True, []),  # listening from 70: the heartbeat device's silence counts from it
+        (129, True, []),
+        (130, True, [("hb", "offline", 130)]),
+        (200, False, []),  # the link drops again: nothing more is judged over MQTT
+    ]:
+        clock.t = at(seconds)
+        assert changes(monitor.tick(listening=listening)) == expected, seconds
+
+
 # --- HTTP and TCP probes -------------------------------------------------------------
 
 

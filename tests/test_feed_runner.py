@@ -347,6 +347,33 @@ def test_after_a_reconnect_the_backlog_is_handled_before_any_tick(
     assert feed.log[:first_tick] == backlog  # every held message came before the first tick
 
 
+def test_a_steady_trickle_of_heartbeats_does_not_hold_ticks_back_for_ever(
+    mosquitto: Mosquitto, unique_id: Callable[[str], str]
+) -> None:
+    topic = f"vendor/{unique_id('hb')}/heartbeat"
+    feed = _LoggingFeed(topic)
+    runner = FeedRunner([feed], BrokerSettings(port=mosquitto.port), lambda f: None,
+                        client_id=unique_id("feeds"), tick_interval_s=0.02, settle_s=0.5,
+                        max_settle_s=1.5)  # fmt: skip
+    runner.start()
+    vendor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique_id("vendor"))
+    vendor.connect("127.0.0.1", mosquitto.port)
+    vendor.loop_start()
+    try:
+        wait_until(lambda: runner.ready, 10, "the subscription")
+        deadline = time.monotonic() + 5.0
+        while "tick" not in feed.log and time.monotonic() < deadline:
+            vendor.publish(topic, b"alive", qos=1).wait_for_publish(5)
+            time.sleep(0.2)  # never quiet for settle_s
+        assert "tick" in feed.log, "ticks never started under a steady trickle"
+        assert runner.settled
+        assert len([m for m in feed.log if m != "tick"]) >= 5  # it did wait a while first
+    finally:
+        vendor.loop_stop()
+        vendor.disconnect()
+        runner.stop()
+
+
 def test_messages_not_yet_handled_are_delivered_again_after_a_stop(
     mosquitto: Mosquitto, unique_id: Callable[[str], str]
 ) -> None:

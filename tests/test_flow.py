@@ -108,6 +108,13 @@ def test_crossings(
     assert run(looks, inside=inside) == expected
 
 
+@pytest.mark.parametrize("box_heights_per_look", [0.5, 0.8, 1.0, 1.2])
+def test_a_brisk_walker_seen_once_a_second_is_counted(box_heights_per_look: float) -> None:
+    # 1.3 m/s is about 0.8 box heights a second: a new track must be matched at its first
+    # step although it has no velocity yet to predict the step from.
+    assert run(looks_of(walk(60, 340, step=box_heights_per_look * H))) == (1, 0)
+
+
 def test_a_missed_look_mid_crossing_still_counts_once() -> None:
     path = [[p] for p in walk(80, 320, step=30)]
     on_line = next(i for i, look in enumerate(path) if look[0][0] >= 200)

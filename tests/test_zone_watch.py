@@ -121,8 +121,13 @@ def by_kind(facts: list[Fact], kind: type) -> Iterator[Fact]:
 
 def test_litter_turns_the_zone_bad_with_a_snapshot_and_back_good(facts: list[Fact]) -> None:
     hygiene = [f for f in by_kind(facts, HygieneFact) if isinstance(f, HygieneFact)]
-    assert [f.body.state for f in hygiene] == [HygieneState.BAD, HygieneState.GOOD]
-    bad, good = hygiene
+    assert [f.body.state for f in hygiene] == [
+        HygieneState.GOOD,  # the first clean measurement after the start (a restart)
+        HygieneState.BAD,
+        HygieneState.GOOD,
+    ]
+    announced, bad, good = hygiene
+    assert t_of(announced, announced.ts) < CUP_ON and announced.body.evidence is None
     assert (bad.body.zone, bad.body.window, bad.body.camera) == ("w1-public", "1", CAMERA)
     # the person in the zone (14–22 s) neither dirties nor cleans it: dirt since the cup
     assert abs(t_of(bad, bad.body.since) - CUP_ON) <= 1.0

@@ -7,7 +7,9 @@ point crosses the entrance line onto the hall's side, *out* when it crosses back
 Tracker: greedy nearest-neighbour matching of foot points between consecutive looks, each
 track's point predicted by its last step; a match may be at most ``max_step`` box heights
 from the prediction per look (box height makes the gate follow perspective: people far from
-the camera are small and move few pixels). A track survives ``max_missed`` looks without a
+the camera are small and move few pixels); a new track, with no step yet to predict from,
+gets twice that (someone walking 1.3 m/s moves about 0.8 box heights a second). A track
+survives ``max_missed`` looks without a
 match (the detector misses someone for a look), its gate growing with each missed look,
 and none survives ``max_age_s`` seconds unseen (looks far apart after an outage).
 
@@ -241,6 +243,8 @@ class LineCounter:
         for ti, track in enumerate(self._tracks):
             predicted = track.point + track.velocity * (track.misses + 1)
             gate = self.max_step * (track.misses + 1)
+            if not np.any(track.velocity):
+                gate *= 2  # a new track has no step to predict with: look twice as far
             for di in range(len(points)):
                 dist = float(np.hypot(*(points[di] - predicted)))
                 if dist <= gate * max(track.height, float(heights[di])):

@@ -12,19 +12,11 @@ cups, items left behind) and runs a small state machine on those measurements:
   the first clean one. While bad, a look counts as clean only below
   ``threshold * clear_ratio`` (hysteresis: a half-picked-up mess is not clean).
 
-How a measurement is made (at most ``max_side`` pixels, so one look costs well under 1 ms):
-
-1. The zone's crop is downscaled by a whole factor (area average: OpenCV's fast path) and
-   blurred a little against sensor noise.
-2. **Light**: a gain per colour channel is estimated as the median ratio of the current to
-   the reference level over the zone, and divided out. A whole-scene brightness change
-   (clouds, lights, auto exposure) or a mild colour cast leaves no difference; the median
-   ignores whatever litter or person covers less than half of the zone.
-3. A pixel differs when, in any channel, its level lies more than ``pixel_delta`` outside
-   the range of the reference's 3x3 neighbourhood (so a one-pixel camera shake or a
-   polygon edge does not count). A band of ``edge_px`` along the polygon's edge is ignored
-   and isolated pixels are removed (3x3 opening).
-4. The score is the differing fraction of the zone's area; dirty above ``threshold``.
+**Measurement** (:mod:`edge.environment.zone_image`): the zone's crop is downscaled to at
+most ``max_side`` pixels (one look costs well under 1 ms), the light is normalised
+against the reference (a whole-scene brightness change or a mild colour cast is no
+difference), and the score is the fraction of the zone's area whose pixels differ by more
+than ``pixel_delta`` (away from the polygon's edge); dirty above ``threshold``.
 
 **People.** A person is *in the zone* when their box overlaps the zone polygon by at least
 ``person_overlap`` of the smaller of the box and the zone. The caller's ``people()`` is
@@ -36,10 +28,10 @@ no measurement: the state does not change and the running clock is neither advan
 seen before and after a visit is dated from when it was first seen. People overlapping
 the zone less than that are masked out of the measurement.
 
-**Drift.** While ``good`` and nearly identical (score ≤ ``adapt_below``), unchanged pixels
-of the reference move towards the current look by ``adapt_rate`` per look, so slow
-changes of the hall's light pattern are absorbed; litter (a change above ``adapt_below``)
-stops the adaptation. A learned reference is saved to ``reference_path`` when learned and
+**Reference** (:mod:`edge.environment.hygiene_reference`): an operator's frame wins over a
+saved one; while ``good`` and nearly identical (score ≤ ``adapt_below``), the reference
+drifts towards the current look by ``adapt_rate`` per look, so slow changes of the hall's
+light are absorbed. A learned reference is saved to ``reference_path`` when learned and
 then at most every ``save_interval_s`` as it adapts; an operator reference is never saved.
 
 **Classifier.** An optional :class:`~edge.detectors.base.Detector` plugin (e.g.
@@ -58,22 +50,26 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from edge.detectors.base import Detector
 from edge.detectors.detections import Detections
 from edge.detectors.hygiene_classifier import HYGIENE_DIRTY_CLASS
+from edge.environment.hygiene_reference import CleanReference
+from edge.environment.zone_image import (
+    Difference,
+    PeopleCheck,
+    ZoneGeometry,
+    difference,
+    downscale,
+    people_in_zone,
+    zone_geometry,
+)
 from edge.regions.post_region import CropBox, PostRegion
 from edge.sources.frame import Frame
 from hallwatch.contract import HygieneMethod, HygieneState
 
 logger = logging.getLogger(__name__)
-
-_KERNEL3 = np.ones((3, 3), np.uint8)
-_ONES3 = np.ones((1, 3), np.float32)  # sums the channels (cv2.transform)
-_MIN_LEVEL = 8.0
-"""Reference levels are floored at this for the light's gain (dark pixels are noisy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,69 +168,6 @@ class HygieneStats:
     classifier_calls: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Geometry:
-    """The zone at compare scale for one frame size."""
-
-    box: CropBox  # the zone's crop, frame pixels
-    size: tuple[int, int]  # compare (width, height)
-    scale: tuple[float, float]  # compare pixels per frame pixel (x, y)
-    polygon: np.ndarray  # bool (h, w): the polygon
-    inner: np.ndarray  # bool (h, w): the polygon less its edge band; what is measured
-    area: int  # pixels of ``inner``
-    grid_step: int  # the light's gain is estimated on every grid_step-th row and column
-    grid: np.ndarray  # bool: ``inner[::grid_step, ::grid_step]``
-
-
-@dataclass(frozen=True, slots=True)
-class _Look:
-    """A zone image (float32, compare scale) with its 3x3 minimum and maximum."""
-
-    image: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    @classmethod
-    def of(cls, image: np.ndarray) -> _Look:
-        image = np.ascontiguousarray(image, np.float32)
-        return cls(image, cv2.erode(image, _KERNEL3), cv2.dilate(image, _KERNEL3))
-
-
-@dataclass(frozen=True, slots=True)
-class _Difference:
-    score: float  # differing fraction of the zone
-    changed: np.ndarray  # bool (h, w)
-    normalised: np.ndarray  # the current look with the reference's light, float32 (h, w, 3)
-
-
-@dataclass(frozen=True, slots=True)
-class _PeopleCheck:
-    in_zone: bool
-    overlapping: np.ndarray | None  # bool (h, w): boxes of people touching the zone
-
-
-def _difference(
-    cur: np.ndarray, ref: _Look, geom: _Geometry, delta: int, exclude: np.ndarray | None = None
-) -> _Difference:
-    """The pixels of ``cur`` that differ from ``ref`` once the light is normalised."""
-    step = geom.grid_step
-    here = cur[::step, ::step][geom.grid]
-    there = np.maximum(ref.image[::step, ::step][geom.grid], _MIN_LEVEL)
-    ratios = np.ascontiguousarray((here / there).T)
-    middle = ratios.shape[1] // 2
-    gains = np.clip(np.partition(ratios, middle, axis=1)[:, middle], 0.25, 4.0)
-    norm = cv2.transform(cur, np.diag(1.0 / gains).astype(np.float32))
-    # how far each channel lies outside the reference's 3x3 range; any channel counts
-    outside = cv2.max(cv2.subtract(norm, ref.hi), cv2.subtract(ref.lo, norm))
-    _, over = cv2.threshold(outside, delta, 1.0, cv2.THRESH_BINARY)
-    differs = (cv2.transform(over, _ONES3) > 0.5) & geom.inner
-    changed = cv2.morphologyEx(differs.view(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
-    if exclude is not None:
-        changed[exclude] = 0
-    mask = changed.view(bool)
-    return _Difference(float(np.count_nonzero(mask)) / max(geom.area, 1), mask, norm)
-
-
 class _People:
     """The caller's ``people()``, called at most once per look."""
 
@@ -301,13 +234,20 @@ class HygieneWatcher:
             raise ValueError(f"classifier_mode must be replace or confirm, got {classifier_mode}")
         if not 0 < classifier_threshold < 1:
             raise ValueError(f"classifier_threshold must be in (0, 1), got {classifier_threshold}")
-        if reference is not None and (reference.ndim != 3 or reference.dtype != np.uint8):
-            raise ValueError("reference must be an RGB uint8 image")
         self.zone = zone
         self.region = region
         self.settings = settings
-        self._operator = reference
-        self._reference_path = reference_path
+        self._reference = CleanReference(
+            zone,
+            operator=reference,
+            path=reference_path,
+            blur_px=settings.blur_px,
+            pixel_delta=settings.pixel_delta,
+            steady_below=settings.threshold * settings.clear_ratio,
+            adapt_rate=settings.adapt_rate,
+            adapt_below=settings.adapt_below,
+            save_interval_s=settings.save_interval_s,
+        )
         self._classifier = classifier
         self._replace = classifier is not None and classifier_mode == "replace"
         self._classifier_threshold = classifier_threshold
@@ -315,14 +255,8 @@ class HygieneWatcher:
             self._method = HygieneMethod.REFERENCE
         else:
             self._method = HygieneMethod.CLASSIFIER if self._replace else HygieneMethod.BOTH
-        self._geometries: dict[tuple[int, int], _Geometry] = {}
+        self._geometries: dict[tuple[int, int], ZoneGeometry] = {}
         self._counts: dict[str, int] = {f.name: 0 for f in fields(HygieneStats)}
-        self._ref: _Look | None = None
-        self._ref_source: str | None = None
-        self._saved: np.ndarray | None = None
-        self._saved_pts = -np.inf
-        if reference is None and reference_path is not None:
-            self._saved = _load_png(reference_path)
         self._state = HygieneState.GOOD
         self._score: float | None = None
         self._dirty_since: float | None = None
@@ -345,12 +279,12 @@ class HygieneWatcher:
     @property
     def has_reference(self) -> bool:
         """Whether a clean reference is in use (or loaded and waiting for the first look)."""
-        return self._ref is not None or self._operator is not None or self._saved is not None
+        return self._reference.available
 
     @property
     def reference_source(self) -> str | None:
         """``"operator"``, ``"saved"`` or ``"learned"``; ``None`` until there is one."""
-        return self._ref_source
+        return self._reference.source
 
     @property
     def method(self) -> HygieneMethod:
@@ -366,17 +300,14 @@ class HygieneWatcher:
         """Restart the evidence (camera reconnected): keep the reference and the state."""
         self._dirty_since = None
         self._clean_since = None
-        self._candidate: _Look | None = None
-        self._candidate_since = 0.0
+        self._reference.restart_learning()
         self._person_until = -np.inf
         self._verdict: float | None = None
         self._verdict_pts = -np.inf
 
     def set_reference(self, image: np.ndarray) -> None:
         """Use ``image`` (an operator's clean frame, RGB ``uint8``) as the reference now."""
-        if image.ndim != 3 or image.dtype != np.uint8:
-            raise ValueError("reference must be an RGB uint8 image")
-        self._operator, self._ref, self._saved = image, None, None
+        self._reference.set_operator(image)
         self.reset()
 
     def look(self, frame: Frame, people: Callable[[], Detections]) -> HygieneEvent | None:
@@ -395,9 +326,9 @@ class HygieneWatcher:
         if geom.area == 0:
             return None
         ask = _People(people, self._counts)
-        cur = self._small(frame.image, geom)
-        self._ensure_reference(frame, geom)
-        if self._ref is None:
+        cur = downscale(frame.image, geom, self.settings.blur_px)
+        self._reference.fit(frame.width, frame.height, geom)
+        if self._reference.look is None:
             self._learn(frame.pts, cur, geom, ask)
             if not self._replace:
                 return None
@@ -415,29 +346,24 @@ class HygieneWatcher:
         if self._dirty_rect is None:
             return None
         geom = self._geometry(frame.width, frame.height)
-        x, y, w, h = self._dirty_rect
-        sx, sy = geom.scale
-        return CropBox(
-            geom.box.x1 + int(x / sx),
-            geom.box.y1 + int(y / sy),
-            min(frame.width, geom.box.x1 + int(np.ceil((x + w) / sx))),
-            min(frame.height, geom.box.y1 + int(np.ceil((y + h) / sy))),
-        )
+        return geom.frame_box(self._dirty_rect, frame.width, frame.height)
 
     # --- looks ----------------------------------------------------------------------------
 
     def _look_reference(
-        self, frame: Frame, cur: np.ndarray, geom: _Geometry, ask: _People
+        self, frame: Frame, cur: np.ndarray, geom: ZoneGeometry, ask: _People
     ) -> HygieneEvent | None:
-        assert self._ref is not None
+        ref = self._reference.look
+        assert ref is not None
         if frame.pts < self._person_until:
             self._counts["occluded"] += 1
             return None
         delta = self.settings.pixel_delta
-        diff = _difference(cur, self._ref, geom, delta)
+        diff = difference(cur, ref, geom, delta)
         if self._is_clean(diff.score):
             self._verdict = None  # the next difference gets a fresh classifier verdict
-            self._adapt(diff, frame.pts)
+            if self._state is HygieneState.GOOD:
+                self._reference.adapt(diff, frame.pts)
             return self._measured(False, diff.score, frame.pts, diff)
         if (
             self._state is HygieneState.BAD
@@ -452,7 +378,7 @@ class HygieneWatcher:
             self._occluded(frame.pts)
             return None
         if check.overlapping is not None:
-            diff = _difference(cur, self._ref, geom, delta, exclude=check.overlapping)
+            diff = difference(cur, ref, geom, delta, exclude=check.overlapping)
             if self._is_clean(diff.score):
                 return self._measured(False, diff.score, frame.pts, diff)
         if self._classifier is not None and self._grade(frame, geom) < self._classifier_threshold:
@@ -460,7 +386,7 @@ class HygieneWatcher:
         return self._measured(True, diff.score, frame.pts, diff)
 
     def _look_classifier(
-        self, frame: Frame, cur: np.ndarray, geom: _Geometry, ask: _People
+        self, frame: Frame, cur: np.ndarray, geom: ZoneGeometry, ask: _People
     ) -> HygieneEvent | None:
         if frame.pts - self._verdict_pts < self.settings.classifier_interval_s:
             self._counts["skipped"] += 1
@@ -471,11 +397,12 @@ class HygieneWatcher:
         self._verdict = None  # due: grade afresh
         p = self._grade(frame, geom)
         diff = None
-        if self._ref is not None:
-            diff = _difference(cur, self._ref, geom, self.settings.pixel_delta)
+        ref = self._reference.look
+        if ref is not None:
+            diff = difference(cur, ref, geom, self.settings.pixel_delta)
         return self._measured(p >= self._classifier_threshold, p, frame.pts, diff)
 
-    def _grade(self, frame: Frame, geom: _Geometry) -> float:
+    def _grade(self, frame: Frame, geom: ZoneGeometry) -> float:
         """The classifier's dirty probability for the zone's crop (reused while fresh)."""
         assert self._classifier is not None
         fresh = frame.pts - self._verdict_pts < self.settings.classifier_interval_s
@@ -502,14 +429,11 @@ class HygieneWatcher:
     # --- the state machine ----------------------------------------------------------------
 
     def _measured(
-        self, dirty: bool, score: float, pts: float, diff: _Difference | None
+        self, dirty: bool, score: float, pts: float, diff: Difference | None
     ) -> HygieneEvent | None:
         self._score = score
         self._counts["dirty" if dirty else "clean"] += 1
-        self._dirty_rect = None
-        if dirty and diff is not None and diff.changed.any():
-            x, y, w, h = cv2.boundingRect(diff.changed.view(np.uint8))
-            self._dirty_rect = (x, y, w, h)
+        self._dirty_rect = diff.changed_rect() if dirty and diff is not None else None
         s = self.settings
         if self._state is HygieneState.GOOD:
             if not dirty:
@@ -546,166 +470,33 @@ class HygieneWatcher:
 
     # --- the reference --------------------------------------------------------------------
 
-    def _learn(self, pts: float, cur: np.ndarray, geom: _Geometry, ask: _People) -> None:
+    def _learn(self, pts: float, cur: np.ndarray, geom: ZoneGeometry, ask: _People) -> None:
         """Learn a reference from a zone unchanged and person-free for ``learn_s``."""
         self._counts["learning"] += 1
         s = self.settings
-        cand = self._candidate
-        if (
-            cand is None
-            or cand.image.shape != cur.shape
-            or _difference(cur, cand, geom, s.pixel_delta).score > s.threshold * s.clear_ratio
-        ):
-            self._candidate, self._candidate_since = _Look.of(cur), pts
-            return
-        if pts - self._candidate_since < s.learn_s or pts < self._person_until:
+        age = self._reference.candidate_age(cur, pts, geom)
+        if age is None or age < s.learn_s or pts < self._person_until:
             return
         check = self._check_people(ask(), geom)
         if check.in_zone or check.overlapping is not None:
             self._person_until = pts + s.person_hold_s
             return
-        self._ref, self._ref_source = _Look.of(cur), "learned"
-        logger.info(
-            "zone %s: learned a clean reference (unchanged and person-free for %.0f s)",
-            self.zone,
-            pts - self._candidate_since,
-        )
-        self._save(pts)
-
-    def _ensure_reference(self, frame: Frame, geom: _Geometry) -> None:
-        """Build, load or rescale the reference for this frame size, if there is one."""
-        width, height = geom.size
-        if self._ref is not None and self._ref.image.shape[:2] == (height, width):
-            return
-        if self._operator is not None:
-            image = self._operator
-            if image.shape[:2] != (frame.height, frame.width):
-                image = cv2.resize(image, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
-            self._ref, self._ref_source = _Look.of(self._small(image, geom)), "operator"
-            return
-        source = self._ref.image if self._ref is not None else self._saved
-        if source is None:
-            return
-        have, want = source.shape[1] / source.shape[0], width / height
-        if abs(have - want) > 0.03 * want:
-            logger.warning("zone %s: saved reference has another shape; relearning", self.zone)
-            self._ref = self._saved = None
-            return
-        resized = cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA)
-        self._ref = _Look.of(resized.astype(np.float32))
-        self._ref_source = self._ref_source or "saved"
-        self._saved = None
-
-    def _adapt(self, diff: _Difference, pts: float) -> None:
-        """Move the unchanged pixels of the reference slowly towards a nearly identical look."""
-        s = self.settings
-        ref = self._ref
-        if ref is None or s.adapt_rate == 0 or self._state is HygieneState.BAD:
-            return
-        if diff.score > s.adapt_below:
-            return
-        image = ref.image.copy()
-        unchanged = (~diff.changed).view(np.uint8)
-        cv2.accumulateWeighted(diff.normalised, image, s.adapt_rate, mask=unchanged)
-        self._ref = _Look.of(image)
-        if pts - self._saved_pts >= s.save_interval_s:
-            self._save(pts)
-
-    def _save(self, pts: float) -> None:
-        """Write a learned reference to ``reference_path`` (atomically); never raises."""
-        if self._reference_path is None or self._ref is None or self._ref_source != "learned":
-            return
-        self._saved_pts = pts
-        path = self._reference_path
-        image = np.clip(self._ref.image + 0.5, 0, 255).astype(np.uint8)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        try:
-            if not ok:
-                raise OSError("PNG encoding failed")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(png.tobytes())
-            tmp.replace(path)
-        except OSError as exc:
-            logger.warning("zone %s: cannot save the reference to %s: %s", self.zone, path, exc)
+        self._reference.learn(cur, pts)
 
     # --- geometry -------------------------------------------------------------------------
 
-    def _geometry(self, width: int, height: int) -> _Geometry:
+    def _geometry(self, width: int, height: int) -> ZoneGeometry:
         key = (width, height)
         if key not in self._geometries:
-            self._geometries[key] = _zone_geometry(self.region, width, height, self.settings)
+            self._geometries[key] = zone_geometry(
+                self.region,
+                width,
+                height,
+                max_side=self.settings.max_side,
+                edge_px=self.settings.edge_px,
+            )
         return self._geometries[key]
 
-    def _small(self, image: np.ndarray, geom: _Geometry) -> np.ndarray:
-        """The zone's crop at compare scale, blurred, ``float32``."""
-        b = geom.box
-        small = cv2.resize(image[b.y1 : b.y2, b.x1 : b.x2], geom.size, interpolation=cv2.INTER_AREA)
-        if self.settings.blur_px > 0:
-            k = 2 * self.settings.blur_px + 1
-            small = cv2.GaussianBlur(small, (k, k), 0)
-        return small.astype(np.float32)
-
-    def _check_people(self, people: Detections, geom: _Geometry) -> _PeopleCheck:
+    def _check_people(self, people: Detections, geom: ZoneGeometry) -> PeopleCheck:
         """Whether a person is in the zone; else the boxes of those touching it."""
-        overlapping: np.ndarray | None = None
-        sx, sy = geom.scale
-        width, height = geom.size
-        zone_area = float(np.count_nonzero(geom.polygon))
-        for x1, y1, x2, y2 in people.xyxy.tolist():
-            bx1, by1 = (x1 - geom.box.x1) * sx, (y1 - geom.box.y1) * sy
-            bx2, by2 = (x2 - geom.box.x1) * sx, (y2 - geom.box.y1) * sy
-            ix1, iy1 = max(0, int(bx1)), max(0, int(by1))
-            ix2, iy2 = min(width, int(np.ceil(bx2))), min(height, int(np.ceil(by2)))
-            if ix2 <= ix1 or iy2 <= iy1:
-                continue
-            overlap = float(np.count_nonzero(geom.polygon[iy1:iy2, ix1:ix2]))
-            if overlap == 0:
-                continue
-            box_area = max(bx2 - bx1, 1.0) * max(by2 - by1, 1.0)
-            if overlap >= self.settings.person_overlap * min(box_area, zone_area):
-                return _PeopleCheck(True, None)
-            if overlapping is None:
-                overlapping = np.zeros((height, width), bool)
-            overlapping[iy1:iy2, ix1:ix2] = True
-        return _PeopleCheck(False, overlapping)
-
-
-def _zone_geometry(
-    region: PostRegion, width: int, height: int, settings: HygieneSettings
-) -> _Geometry:
-    crop = region.crop_box(width, height)
-    factor = max(1, -(-max(crop.width, crop.height) // settings.max_side))
-    cw, ch = max(1, crop.width // factor), max(1, crop.height // factor)
-    # trimmed to whole multiples of the factor (at most factor - 1 pixels right and below)
-    box = CropBox(
-        crop.x1, crop.y1, min(width, crop.x1 + cw * factor), min(height, crop.y1 + ch * factor)
-    )
-    sx, sy = cw / max(box.width, 1), ch / max(box.height, 1)
-    points = region.polygon_in_crop(width, height) * np.array([sx, sy], np.float32)
-    polygon = np.zeros((ch, cw), np.uint8)
-    cv2.fillPoly(polygon, [np.round(points).astype(np.int32)], 1)
-    inner: np.ndarray = polygon
-    if settings.edge_px > 0:
-        k = 2 * settings.edge_px + 1
-        inner = cv2.erode(polygon, np.ones((k, k), np.uint8), borderValue=0)
-        if not inner.any():
-            inner = polygon
-    area = int(np.count_nonzero(inner))
-    step = max(1, round(np.sqrt(area / 1000)))  # about a thousand samples
-    grid = inner[::step, ::step].astype(bool)
-    return _Geometry(
-        box, (cw, ch), (sx, sy), polygon.astype(bool), inner.astype(bool), area, step, grid
-    )
-
-
-def _load_png(path: Path) -> np.ndarray | None:
-    """A saved reference (RGB ``float32``), or ``None`` if there is none or it is unreadable."""
-    if not path.is_file():
-        return None
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        logger.warning("cannot read the saved hygiene reference %s; relearning", path)
-        return None
-    logger.info("loaded the saved hygiene reference %s", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+        return people_in_zone(people, geom, self.settings.person_overlap)

@@ -11,11 +11,18 @@
 - a counted zone whose crop has not changed since its last inference keeps its people
   (the motion gate of the posts), so a quiet waiting area costs little;
 - a fact that may raise an alert (a zone turning 环境差, a zone becoming crowded) carries
-  an evidence snapshot with the faces of the public blurred (:mod:`edge.evidence`).
+  an evidence snapshot with the faces of the public blurred (:mod:`edge.evidence`); a
+  snapshot that fails is logged and the fact goes without it;
+- a zone's first clean measurement after the start is reported as 环境好, so a 环境差
+  the aggregator still holds from before a restart is resolved if the zone was cleaned
+  meanwhile (a zone still dirty turns 环境差 again after the persistence time);
+- a learned clean reference is saved under a name that includes the camera's size and
+  the polygon, so a moved zone or a re-aimed camera never reuses an old reference.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,16 +68,34 @@ def hygiene_settings(config: HallConfig) -> HygieneSettings:
     )
 
 
-def load_reference(path: Path, zone: str) -> np.ndarray:
-    """An operator-set clean frame (RGB).
-
-    Raises:
-        ValueError: The file is missing or not an image; the message names the zone.
-    """
+def load_reference(path: Path, zone: str) -> np.ndarray | None:
+    """An operator-set clean frame (RGB), or None (logged) when the file cannot be read:
+    the zone then learns its reference instead of stopping the edge."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"zone {zone!r}: reference_image {str(path)!r} is missing or unreadable")
+        logger.error(
+            "zone %s: reference_image %s is missing or not an image; learning one instead",
+            zone,
+            path,
+        )
+        return None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def reference_file(reference_dir: Path, camera: CameraConfig, zone: ZoneConfig) -> Path:
+    """Where a zone's learned reference is saved: named by the zone and a digest of what
+    it was learned for (the camera's image size and the polygon).
+
+    >>> from hallwatch.config import CameraConfig, ZoneConfig
+    >>> cam = CameraConfig(id="c1", url="a.mp4", width=640, height=480)
+    >>> z = ZoneConfig(id="w1-public", name="1", kind="window_public", camera="c1",
+    ...                polygon=[(0, 0), (10, 0), (10, 10)])
+    >>> reference_file(Path("/refs"), cam, z).name
+    'w1-public-685c9890.png'
+    """
+    key = f"{camera.id}:{camera.width}x{camera.height}:{zone.polygon}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return reference_dir / f"{zone.id}-{digest}.png"
 
 
 @dataclass
@@ -87,6 +112,8 @@ class _Zone:
     seen: Detections | None = None
     seen_pts: float | None = None
     counted_pts: float | None = None
+    announced: bool = False
+    """Whether the zone's grade was reported since the start."""
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -129,7 +156,7 @@ class ZoneWatch:
             region = PostRegion(zc.id, [(p[0], p[1]) for p in zc.polygon], size)
             hygiene = None
             if zc.grades_hygiene:
-                hygiene = self._hygiene_watcher(config, zc, region)
+                hygiene = self._hygiene_watcher(config, camera, zc, region)
             gauge = None
             if zc.counts_people:
                 gauge = OccupancyGauge(
@@ -159,7 +186,9 @@ class ZoneWatch:
         self.inferences = 0
 
     @staticmethod
-    def _hygiene_watcher(config: HallConfig, zc: ZoneConfig, region: PostRegion) -> HygieneWatcher:
+    def _hygiene_watcher(
+        config: HallConfig, camera: CameraConfig, zc: ZoneConfig, region: PostRegion
+    ) -> HygieneWatcher:
         reference = None
         if zc.reference_image is not None:
             reference = load_reference(zc.reference_image, zc.id)
@@ -174,7 +203,7 @@ class ZoneWatch:
             region,
             hygiene_settings(config),
             reference=reference,
-            reference_path=config.environment.reference_dir / f"{zc.id}.png",
+            reference_path=reference_file(config.environment.reference_dir, camera, zc),
             classifier=classifier,
             classifier_mode="replace" if mode == "replace" else "confirm",
             classifier_threshold=threshold,
@@ -218,8 +247,20 @@ class ZoneWatch:
                 if flow is not None:
                     facts.append(self._flow_fact(zone, frame, flow))
         if zone.hygiene is not None:
-            event = zone.hygiene.look(frame, lambda: zone.people.find_all(frame))
+            watcher = zone.hygiene
+            event = watcher.look(frame, lambda: zone.people.find_all(frame))
+            if event is None and not zone.announced and watcher.stats.clean > 0:
+                # the first clean measurement since the start: say so (see the module doc)
+                event = HygieneEvent(
+                    zone.config.id,
+                    watcher.state,
+                    frame.pts,
+                    frame.pts,
+                    watcher.score or 0.0,
+                    watcher.method,
+                )
             if event is not None:
+                zone.announced = True
                 facts.append(self._hygiene_fact(zone, frame, event))
         return facts
 
@@ -244,7 +285,11 @@ class ZoneWatch:
     ) -> Evidence | None:
         if self._snapshots is None:
             return None
-        return self._snapshots.take(frame, zone.box, people=people)
+        try:
+            return self._snapshots.take(frame, zone.box, people=people)
+        except Exception:  # the fact matters more than its picture
+            logger.exception("camera %s zone %s: snapshot failed", self.camera.id, zone.config.id)
+            return None
 
     def _occupancy_fact(
         self, zone: _Zone, frame: Frame, report: OccupancyReport, people: Detections

@@ -17,7 +17,10 @@
   the broker acknowledged the subscriptions, the inbox is empty and no message came for
   ``settle_s``, no feed is ticked: a wall-clock tick before the broker delivered the
   messages it held would report false waits and abandons. Messages received before
-  that are marked not ``live``.
+  that are marked not ``live``. A broker sends what it held at once; a steady trickle
+  of live traffic (heartbeats every couple of seconds) must not hold ticks back for
+  ever, so the wait ends anyway ``max_settle_s`` after the subscriptions, once the
+  inbox is empty.
 - **Staged facts.** Feeds stage their facts in the feed store in the transaction that
   commits the state they report (see :mod:`edge.feeds.base`). After ``write`` returns
   for a fact, the runner deletes it from the stage. On :meth:`FeedRunner.start`, before
@@ -89,6 +92,8 @@ class FeedRunner:
             raised is dead-lettered in it.
         settle_s: After each (re)connect, how long the inbox must stay empty (and the
             subscriptions acknowledged) before feeds are ticked again.
+        max_settle_s: The longest that wait lasts after the subscriptions were
+            acknowledged (then an empty inbox is enough).
         monotonic: The clock that schedules ticks and the settle period (for tests).
         on_message: Called on the feed thread with the feed's name and each message routed
             to it, after the feed handled it (whatever the outcome); it must be quick and
@@ -117,6 +122,7 @@ class FeedRunner:
         now: Callable[[], datetime] = utcnow,
         store: FeedStore | None = None,
         settle_s: float = 2.0,
+        max_settle_s: float = 15.0,
         monotonic: Callable[[], float] = time.monotonic,
         on_message: Callable[[str, FeedMessage], None] | None = None,
     ) -> None:
@@ -130,6 +136,8 @@ class FeedRunner:
         self._now = now
         self._store = store
         self._settle_s = settle_s
+        self._max_settle_s = max(settle_s, max_settle_s)
+        self._ready_since = 0.0
         self._mono = monotonic
         self._message_hook = on_message
         self._inbox: queue.Queue[_Delivery | _Connected | _Subscribed] = queue.Queue()
@@ -259,7 +267,7 @@ class FeedRunner:
             elif isinstance(item, _Subscribed):
                 self._pending_subs.discard(item.mid)
                 self.ready = self.connected and not self._pending_subs
-                self._quiet_since = self._mono()
+                self._quiet_since = self._ready_since = self._mono()
             elif item is not None:
                 self._quiet_since = self._mono()
                 self._deliver(item)
@@ -272,14 +280,18 @@ class FeedRunner:
         """Whether feeds may be ticked: connected, subscribed, and caught up.
 
         After a (re)connect the runner is *settled* once the inbox is empty and nothing
-        arrived for ``settle_s``; until the next disconnect it stays settled.
+        arrived for ``settle_s`` (or ``max_settle_s`` passed since the subscriptions);
+        until the next disconnect it stays settled.
         """
         if not self.ready:
             self.settled = False
             return False
-        if not self.settled and (
-            self._inbox.empty() and self._mono() - self._quiet_since >= self._settle_s
-        ):
+        now = self._mono()
+        caught_up = (
+            now - self._quiet_since >= self._settle_s
+            or now - self._ready_since >= self._max_settle_s
+        )
+        if not self.settled and self._inbox.empty() and caught_up:
             self.settled = True
             logger.info("feed client caught up with the broker; ticking feeds")
         return self.settled

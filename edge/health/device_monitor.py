@@ -17,6 +17,11 @@ of life (or its first silence).
 
 MQTT messages the runner marks not ``live`` (a backlog the broker held while the edge was
 away, retained messages) are not signs of life: when they were sent is unknown.
+
+While the edge itself does not listen (its feed client is disconnected, or still taking
+in the backlog after a reconnect), the silence of a device probed over MQTT (heartbeats
+or feed traffic) says nothing about the device: such devices are not judged then, and
+their silence is counted again from the moment the edge listens.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ class DeviceMonitor:
         self._now = now
         self.started = now()
         self._lock = threading.Lock()
+        self._deaf = False
+        self._listening_since: datetime | None = None
         self._devices: dict[str, _Device] = {}
         for dev in config.devices:
             assert dev.probe is not None  # the config requires one
@@ -161,11 +168,13 @@ class DeviceMonitor:
             if d.probe.feed is not None or d.probe.mqtt_topic is not None
         ]
 
-    def tick(self, now: datetime | None = None) -> list[DeviceFact]:
+    def tick(self, now: datetime | None = None, *, listening: bool = True) -> list[DeviceFact]:
         """The facts of the changes due by ``now``, in device order.
 
         Args:
             now: The current time; by default the monitor's clock.
+            listening: Whether the edge hears MQTT now (its feed client is connected and
+                caught up); while not, devices probed over MQTT are not judged.
 
         Returns:
             One fact per change: ``online`` for a device seen again, ``offline`` for one
@@ -175,12 +184,20 @@ class DeviceMonitor:
         now = now if now is not None else self._now()
         facts: list[DeviceFact] = []
         with self._lock:
+            if not listening:
+                self._deaf = True
+            elif self._deaf:
+                self._deaf, self._listening_since = False, now
             for dev in self._devices.values():
                 if dev.state is not DeviceState.ONLINE and dev.back is not None and dev.back <= now:
                     facts.append(self._change(dev, DeviceState.ONLINE, dev.back, self._why_up(dev)))
                     dev.back = None
-                if dev.state is not DeviceState.OFFLINE:
-                    due = (dev.last or self.started) + dev.period
+                over_mqtt = dev.probe.mqtt_topic is not None or dev.probe.feed is not None
+                if dev.state is not DeviceState.OFFLINE and not (over_mqtt and self._deaf):
+                    silent_from = dev.last or self.started
+                    if over_mqtt and self._listening_since is not None:
+                        silent_from = max(silent_from, self._listening_since)
+                    due = silent_from + dev.period
                     if now >= due:
                         facts.append(self._change(dev, DeviceState.OFFLINE, due, self._why(dev)))
         for fact in facts:

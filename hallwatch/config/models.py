@@ -57,6 +57,10 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ENV_EXPAND: dict[str, Any] = {"env_expand": True}
 """``json_schema_extra`` marker of the string fields in which ``${VAR}`` is expanded."""
 
+MAX_LINE_LOOK_S = 0.5
+"""Longest look interval of a camera counting entrance crossings: a walker must be seen
+several times while in the zone."""
+
 URL_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "file"})
 
 
@@ -478,6 +482,15 @@ class HallConfig(_Base):
             if fed_by is not None and feeds[fed_by.value] is None:
                 msg = f"the hall has no {fed_by.value} section to take heartbeats from"
                 problems.append((("devices", i, "probe", "feed"), msg))
+        looks = {c.id: c.look_interval_s for c in self.cameras}
+        for i, zone in enumerate(self.zones):
+            look = looks.get(zone.camera)
+            if zone.line is not None and look is not None and look > MAX_LINE_LOOK_S:
+                msg = (
+                    f"counting crossings needs a look at least every {MAX_LINE_LOOK_S:g} s; "
+                    f"camera {zone.camera!r} looks every {look:g} s (cameras[].look_interval_s)"
+                )
+                problems.append((("zones", i, "line"), msg))
         windows = {w.id for w in self.windows} | {p.window for p in self.posts if p.window}
         for i, zone in enumerate(self.zones):
             if zone.window is not None and windows and zone.window not in windows:

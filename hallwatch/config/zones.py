@@ -57,6 +57,21 @@ def polygon_area(points: list[Point]) -> float:
     return abs(area2) / 2
 
 
+def point_in_polygon(point: Point, polygon: list[Point]) -> bool:
+    """Whether ``point`` lies inside ``polygon`` (even-odd rule).
+
+    >>> triangle = [(0, 0), (4, 0), (4, 3)]
+    >>> point_in_polygon((3, 1), triangle), point_in_polygon((1, 2), triangle)
+    (True, False)
+    """
+    x, y = point
+    inside = False
+    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
 def require_area(points: list[Point]) -> list[Point]:
     """``points`` if they enclose at least a square pixel; else a clear ``ValueError``."""
     if polygon_area(points) < 1.0:
@@ -169,6 +184,13 @@ class ZoneConfig(_Base):
             raise ValueError("crowding_at needs count_people: true")
         if not self.hygiene and (self.reference_image is not None or self.classifier is not None):
             raise ValueError("reference_image and classifier need hygiene: true")
+        if self.line is not None:
+            (x1, y1), (x2, y2) = self.line.points
+            if not point_in_polygon(((x1 + x2) / 2, (y1 + y2) / 2), self.polygon):
+                raise ValueError(
+                    "the line's midpoint is outside the zone's polygon: only people in the "
+                    "zone are tracked, so the line must cross it"
+                )
         return self
 
     @property
@@ -223,6 +245,15 @@ class EnvironmentConfig(_Base):
         default=Path("/var/lib/hallwatch/{hall}/hygiene"),
         description="Where learned clean references are kept across restarts ({hall} replaced).",
     )
+
+    @model_validator(mode="after")
+    def _counted_each_interval(self) -> EnvironmentConfig:
+        if self.count_every_s > self.occupancy_interval_s:
+            raise ValueError(
+                f"count_every_s ({self.count_every_s:g}) must not exceed occupancy_interval_s "
+                f"({self.occupancy_interval_s:g}): every interval needs a count"
+            )
+        return self
 
 
 class EvidenceConfig(_Base):

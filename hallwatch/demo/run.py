@@ -10,6 +10,11 @@ The hall also has a queue machine and evaluators (:mod:`hallwatch.demo.queue_sim
 the edge listens, yesterday morning's tickets and ratings are replayed on the broker in
 about 15 seconds, and the 异常办件 they cause (waits over 30 minutes, a second trip, 差评)
 open in the aggregator's register.
+
+And the hall's environment: a cup and a leaflet are left on window 1's counter for 37 s
+(环境差 after 12 s), a second camera sees the lobby — a waiting area whose crowd grows
+past its crowding threshold and shrinks again, and an entrance people walk in and out of
+— and a self-service kiosk stops sending heartbeats for 20 s (设备离线).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import shutil
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,20 @@ from aggregator.cases.models import Anomaly
 from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
 from aggregator.store.state import Alert, SeenFact
+from aggregator.store.timeseries import MEASUREMENT_FLOW, MEASUREMENT_OCCUPANCY
 from edge.worker import EdgeWorker
 from hallwatch.broker import EmbeddedBroker
 from hallwatch.config import HallConfig
+from hallwatch.demo.devices_sim import HeartbeatPublisher, demo_devices
+from hallwatch.demo.hall import hall_layout
+from hallwatch.demo.litter import public_area_polygon
+from hallwatch.demo.lobby import (
+    LOBBY_CAMERA,
+    LobbyScript,
+    default_lobby_script,
+    lobby_zones,
+    write_lobby_video,
+)
 from hallwatch.demo.queue_sim import DEPARTMENTS, SERVICES, MorningPublisher, demo_morning
 from hallwatch.demo.scene import DemoScript, default_script, write_demo_video
 
@@ -43,15 +59,71 @@ QUEUE_TOPIC = "devices/{hall}/queue"
 EVALUATOR_TOPIC = "devices/{hall}/evaluators"
 DEMO_SALT = "hallwatch-demo-salt-not-a-secret"
 """Applicant-key salt of the demo only; a real hall keeps its salt in the environment."""
+LOBBY_LOOK_S = 0.4
+"""The lobby camera's look interval: a walker is seen several times crossing the door."""
+CROWDING_AT = 6
+OCCUPANCY_INTERVAL_S = 5.0
+COUNT_EVERY_S = 1.0
+FLOW_INTERVAL_S = 10.0
+HYGIENE_BAD_AFTER_S = 12.0
+HYGIENE_GOOD_AFTER_S = 5.0
+HYGIENE_LEARN_S = 4.0
+"""Short: the litter is put down 8 s into the video, after the clean counter is learned."""
 
 
 def demo_hall_config(
-    video: Path, script: DemoScript, *, mqtt_port: int, workdir: Path
+    video: Path,
+    script: DemoScript,
+    *,
+    mqtt_port: int,
+    workdir: Path,
+    lobby_video: Path | None = None,
+    lobby: LobbyScript | None = None,
 ) -> HallConfig:
-    """The demo hall: one camera (the generated video), a post per window, short thresholds,
-    open around the clock so the demo works at any hour; a queue machine and evaluators on
-    the same broker, replayed on the events clock (see :mod:`hallwatch.demo.queue_sim`)."""
+    """The demo hall: the windows' camera (the generated video), a post per window, short
+    thresholds, open around the clock so the demo works at any hour; a queue machine and
+    evaluators on the same broker, replayed on the events clock (see
+    :mod:`hallwatch.demo.queue_sim`); window 1's public area graded for hygiene, the lobby
+    camera's waiting area and entrance (with ``lobby_video``), and the hall's devices."""
     every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    cameras: list[dict[str, Any]] = [
+        {
+            "id": DEMO_CAMERA,
+            "name": "大厅全景",
+            "url": str(video),
+            "width": script.size[0],
+            "height": script.size[1],
+            "keyframes_only": True,
+            "look_interval_s": 1.0,
+            "stale_after_s": 10.0,
+        }
+    ]
+    zones: list[dict[str, Any]] = [
+        {
+            "id": f"{post.id}-public",
+            "name": f"{post.window}号窗口公共区域",
+            "kind": "window_public",
+            "camera": DEMO_CAMERA,
+            "window": post.window,
+            "polygon": [list(p) for p in public_area_polygon(hall_layout(len(script.posts)), i)],
+        }
+        for i, post in enumerate(script.posts)
+        if any(litter.window_post == post.id for litter in script.litter)
+    ]
+    if lobby_video is not None and lobby is not None:
+        cameras.append(
+            {
+                "id": LOBBY_CAMERA,
+                "name": "一楼大堂",
+                "url": str(lobby_video),
+                "width": lobby.size[0],
+                "height": lobby.size[1],
+                "keyframes_only": True,
+                "look_interval_s": LOBBY_LOOK_S,
+                "stale_after_s": 10.0,
+            }
+        )
+        zones.extend(lobby_zones(lobby, crowding_at=CROWDING_AT).values())
     return HallConfig.model_validate(
         {
             "hall": {"id": DEMO_HALL, "name": "演示政务服务大厅", "timezone": "Asia/Shanghai"},
@@ -59,18 +131,7 @@ def demo_hall_config(
                 "open_weekdays": every_day,
                 "default": {"open": "00:00", "close": "23:59"},
             },
-            "cameras": [
-                {
-                    "id": DEMO_CAMERA,
-                    "name": "大厅全景",
-                    "url": str(video),
-                    "width": script.size[0],
-                    "height": script.size[1],
-                    "keyframes_only": True,
-                    "look_interval_s": 1.0,
-                    "stale_after_s": 10.0,
-                }
-            ],
+            "cameras": cameras,
             "posts": [
                 {
                     "id": post.id,
@@ -109,6 +170,17 @@ def demo_hall_config(
                 ],
             },
             "evaluators": {"adapter": "generic_json", "topic": EVALUATOR_TOPIC},
+            "devices": demo_devices(),
+            "zones": zones,
+            "environment": {
+                "occupancy_interval_s": OCCUPANCY_INTERVAL_S,
+                "count_every_s": COUNT_EVERY_S,
+                "flow_interval_s": FLOW_INTERVAL_S,
+                "hygiene_bad_after_s": HYGIENE_BAD_AFTER_S,
+                "hygiene_good_after_s": HYGIENE_GOOD_AFTER_S,
+                "hygiene_learn_s": HYGIENE_LEARN_S,
+                "reference_dir": str(workdir / "hygiene"),
+            },
         }
     )
 
@@ -123,9 +195,23 @@ def _fresh(workdir: Path) -> None:
             shutil.rmtree(path)
 
 
+def environment_summary(service: AggregatorService, hall: str) -> dict[str, Any]:
+    """The peak count per counted zone and the entrance flow, from the time series."""
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
+    peaks: dict[str, int] = {}
+    for point in service.series.query(MEASUREMENT_OCCUPANCY, hall=hall, start=start, end=end):
+        zone = point.tags["zone"]
+        peaks[zone] = max(peaks.get(zone, 0), int(point.fields["peak"]))
+    flow = {"in": 0, "out": 0}
+    for point in service.series.query(MEASUREMENT_FLOW, hall=hall, start=start, end=end):
+        flow["in"] += int(point.fields["in_count"])
+        flow["out"] += int(point.fields["out_count"])
+    return {"occupancy": dict(sorted(peaks.items())), "flow": flow}
+
+
 def summary(service: AggregatorService) -> dict[str, Any]:
-    """The demo's closing JSON: every alert, every 异常办件 (by opening time) and how many
-    facts the aggregator stored."""
+    """The demo's closing JSON: every alert, every 异常办件 (by opening time), the peak
+    count per zone, the entrance flow and how many facts the aggregator stored."""
     with service.state.session() as session:
         alerts = session.query(Alert).order_by(Alert.start).all()
         anomalies = session.query(Anomaly).order_by(Anomaly.opened, Anomaly.id).all()
@@ -136,6 +222,8 @@ def summary(service: AggregatorService) -> dict[str, Any]:
                     "kind": a.kind,
                     "hall": a.hall,
                     "post": a.post,
+                    "zone": a.zone,
+                    "device": a.device,
                     "start": a.start.isoformat(),
                     "end": a.end.isoformat() if a.end else None,
                 }
@@ -152,6 +240,7 @@ def summary(service: AggregatorService) -> dict[str, Any]:
                 }
                 for a in anomalies
             ],
+            **environment_summary(service, DEMO_HALL),
             "facts": facts,
         }
 
@@ -162,8 +251,13 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
     script = default_script()
     print("Rendering the demo hall video (cached after the first run)…", flush=True)
     video = write_demo_video(workdir / "demo-hall.mp4", script)
+    lobby = default_lobby_script()
+    lobby_video = write_lobby_video(workdir / "demo-lobby.mp4", lobby)
     broker = EmbeddedBroker().start()
-    config = demo_hall_config(video, script, mqtt_port=broker.port, workdir=workdir)
+    config = demo_hall_config(
+        video, script, mqtt_port=broker.port, workdir=workdir, lobby_video=lobby_video,
+        lobby=lobby,
+    )  # fmt: skip
     settings = AggregatorSettings(
         database_url=f"sqlite:///{workdir / 'hallwatch.sqlite'}",
         mqtt_host="127.0.0.1",
@@ -175,10 +269,12 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
     service = AggregatorService(settings, {DEMO_HALL: config})
     edge = EdgeWorker(config, stats_interval_s=10.0)
     devices: MorningPublisher | None = None
+    heartbeats = HeartbeatPublisher(DEMO_HALL, host="127.0.0.1", port=broker.port)
     try:
         service.start()
         service.wait_mqtt_connected(10.0)
         edge.start()
+        heartbeats.start()  # at once: the devices' offline clocks start with the edge
         print(f"HallWatch demo: open {service.url}/ (Ctrl-C to stop)", flush=True)
         devices = _start_devices(edge, config, broker.port)
         stop = threading.Event()
@@ -190,6 +286,7 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
             stop.wait(1.0)  # let the aggregator ingest the last facts
             print(json.dumps(summary(service), ensure_ascii=False), flush=True)
     finally:
+        heartbeats.stop()
         if devices is not None:
             devices.stop()
         edge.stop()
