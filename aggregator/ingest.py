@@ -20,15 +20,21 @@ through :class:`aggregator.rules.zone_alerts.ZoneAlertRule`. Evidence snapshots 
 (:mod:`aggregator.store.evidence`) with the facts that start an episode: a presence change
 to ``off_post`` keeps its snapshot on the post's status until the absence ends, and the
 off-post alert of that absence links it. An older fact never overwrites newer state.
+
+A dead letter keeps the payload as received except a snapshot's image
+(``body.evidence.jpeg``, a picture of people), replaced by a marker
+(:func:`strip_snapshot`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select
@@ -91,6 +97,36 @@ class IngestOutcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     DEAD_LETTERED = "dead_lettered"
+
+
+def strip_snapshot(payload: bytes) -> bytes:
+    """``payload`` without its snapshot's image, to be kept as a dead letter.
+
+    A JSON payload with a ``body.evidence.jpeg`` gets the base64 JPEG replaced by
+    ``"<jpeg removed, N chars>"``; everything else stays as received (byte for byte when
+    the image's JSON text occurs once, else re-serialised). Other payloads are unchanged.
+
+    >>> strip_snapshot(b'{"id": "F1", "body": {"evidence": {"jpeg": "/9j/4AAQ", "width": 4}}}')
+    b'{"id": "F1", "body": {"evidence": {"jpeg": "<jpeg removed, 8 chars>", "width": 4}}}'
+    >>> strip_snapshot(b'not json /9j/4AAQ')
+    b'not json /9j/4AAQ'
+    """
+    try:
+        tree: Any = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return payload
+    body = tree.get("body") if isinstance(tree, dict) else None
+    evidence = body.get("evidence") if isinstance(body, dict) else None
+    if not isinstance(evidence, dict) or evidence.get("jpeg") is None:
+        return payload
+    jpeg = evidence["jpeg"]
+    size = len(jpeg) if isinstance(jpeg, str) else len(json.dumps(jpeg))
+    marker = f"<jpeg removed, {size} chars>"
+    as_text = json.dumps(jpeg).encode()
+    if isinstance(jpeg, str) and payload.count(as_text) == 1:
+        return payload.replace(as_text, json.dumps(marker).encode())
+    evidence["jpeg"] = marker
+    return json.dumps(tree, ensure_ascii=False).encode()
 
 
 class _RejectError(Exception):
@@ -175,7 +211,8 @@ class Ingestor:
             MESSAGES.labels(outcome).inc()
 
     def dead_letter(self, topic: str, payload: bytes, reason: str, category: str) -> None:
-        """Keep a message that cannot be ingested, with the reason, and count it."""
+        """Keep a message that cannot be ingested (without its snapshot's image: see
+        :func:`strip_snapshot`), with the reason, and count it."""
         REJECTED.labels(category).inc()
         logger.warning(
             "dead-lettering message on %s (%d bytes): %s",
@@ -183,7 +220,7 @@ class Ingestor:
             len(payload),
             mask_id_numbers_text(reason[:300]),
         )
-        self.state.dead_letter(topic, payload, reason)
+        self.state.dead_letter(topic, strip_snapshot(payload), reason, received_size=len(payload))
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -323,8 +360,9 @@ class Ingestor:
             if row.state == PostState.OFF_POST.value:
                 row.evidence_id = self._absence_snapshot(session, fact, now)
         if self.rule is not None:
-            # an alert the return records links the absence's snapshot (see the store's
-            # ``_link_absence_snapshot``), so the snapshot id is cleared only afterwards
+            # an off-post alert opened or recorded here copies the absence's snapshot id
+            # from the post's status (``OffPostRule._new_alert``), so it is cleared only
+            # afterwards
             alerts.extend(self.rule.on_presence_change(session, row, before, now))
         if row.state == PostState.ON_POST.value:
             row.evidence_id = None

@@ -8,7 +8,8 @@ anomaly alerts go to the same sinks as off-post alerts, and to SMS when
 to the same sinks (MQTT alerts topic, live bus), and so are 环境差 and crowding alerts
 (:class:`~aggregator.rules.zone_alerts.ZoneAlertRule`; the ticker opens the 环境差 alerts
 of zones still dirty when service time begins). The ticker's housekeeping deletes
-evidence snapshots older than ``evidence_retention_days``, at most once an hour.
+evidence snapshots older than ``evidence_retention_days``, and those no alert uses older
+than ``evidence_unused_grace_h``, at most once an hour.
 
 :class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
 Everything runs in background threads of the calling process, so the demo can run an
@@ -56,7 +57,7 @@ from hallwatch.contract import utcnow
 logger = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(hours=1)
-"""How often the housekeeping deletes expired evidence snapshots."""
+"""How often the housekeeping deletes expired and unused evidence snapshots."""
 
 
 def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
@@ -263,7 +264,8 @@ class AggregatorService:
                 logger.exception("housekeeping failed; retrying at the next tick")
 
     def housekeeping(self, now: datetime) -> int | None:
-        """Delete evidence snapshots past the retention, at most once per hour.
+        """Delete evidence snapshots past the retention, and those no alert uses past the
+        grace (:func:`~aggregator.store.evidence.purge_evidence`), at most once per hour.
 
         Args:
             now: The ticker's time.
@@ -274,13 +276,24 @@ class AggregatorService:
         if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
             return None
         days = self.settings.evidence_retention_days
+        grace_h = self.settings.evidence_unused_grace_h
         with self.state.session() as session:
-            deleted = purge_evidence(session, now - timedelta(days=days))
+            deleted = purge_evidence(
+                session,
+                now - timedelta(days=days),
+                unused_older_than=now - timedelta(hours=grace_h),
+            )
         self._purged_at = now
         if deleted:
-            logger.info("deleted %d evidence snapshot(s) older than %d days", deleted, days)
+            logger.info(
+                "deleted %d evidence snapshot(s): older than %d days, or used by no alert "
+                "and older than %d h",
+                deleted,
+                days,
+                grace_h,
+            )
         else:
-            logger.debug("no evidence snapshot older than %d days", days)
+            logger.debug("no evidence snapshot to delete (%d days, %d h unused)", days, grace_h)
         return deleted
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -91,6 +91,15 @@ class AggregatorSettings(BaseSettings):
         description="Days evidence snapshots (images of alerts from video) are kept after "
         "they are stored; older ones are deleted hourly, and asking for one answers 410.",
     )
+    evidence_unused_grace_h: int = Field(
+        default=24,
+        ge=1,
+        le=720,
+        description="Hours a snapshot no alert uses is kept (a short absence that never "
+        "alerted, dirt cleared before opening): personal images with no purpose, deleted "
+        "hourly after this grace. Snapshots of alerts, and of absences or 环境差 episodes "
+        "still running (they may alert later), are kept for evidence_retention_days.",
+    )
     sse_heartbeat_s: float = Field(
         default=15.0, gt=0, description="Heartbeat comment period on /api/v1/live."
     )

@@ -7,6 +7,7 @@ overriding ``get_caller`` as the access-control issue will.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
@@ -22,9 +24,10 @@ from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
 from aggregator.store.evidence import EvidenceSnapshot, purge_evidence, store_evidence
 from aggregator.store.state import Alert
-from hallwatch.contract import AlertKind, PostState
+from hallwatch.contract import AlertKind, PostState, encode, fact_topic, new_id
 from tests.test_zone_alerts import (
     BAD,
+    GOOD,
     HALL,
     Harness,
     env_hall,
@@ -164,18 +167,33 @@ def test_off_post_snapshot_is_served(api: Api) -> None:
     assert one["evidence_url"] == f"/api/v1/halls/{HALL}/alerts/{off.id}/evidence"
 
 
-def test_service_purges_at_most_hourly_with_its_retention(tmp_path: Path) -> None:
+def _alert_with(snapshot_id: str, zone: str) -> Alert:
+    """A resolved alert from video pointing at a snapshot (as the rules record one)."""
+    at = t("10:00")
+    return Alert(id=new_id(), hall=HALL, kind="hygiene_bad", post=None, window=None, zone=zone,
+                 evidence_id=snapshot_id, state="resolved", start=at, end=at, opened_at=at,
+                 resolved_at=at, message="")  # fmt: skip
+
+
+def test_service_purges_at_most_hourly_with_its_retention_and_grace(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     settings = AggregatorSettings(halls=[], http_port=0, evidence_retention_days=7)
+    assert settings.evidence_unused_grace_h == 24
     service = AggregatorService(settings, h.halls, state=h.state, series=h.series, mqtt=False)
     try:
         assert service.app.state.services.evidence_retention_days == 7
         now = t("10:00", day=20)
+        ages = {"8d": timedelta(days=8), "6d": timedelta(days=6), "2d": timedelta(days=2),
+                "12h": timedelta(hours=12)}  # fmt: skip
         with h.state.session() as session:
-            for days in (8, 6):
-                store_evidence(session, HALL, snapshot(t("10:00")), fact_id=f"F{days}",
-                               zone="w1-public", now=now - timedelta(days=days))  # fmt: skip
-        assert service.housekeeping(now) == 1
+            ids = {name: store_evidence(session, HALL, snapshot(t("10:00")), fact_id=f"F{name}",
+                                        zone="w1-public", now=now - age)
+                   for name, age in ages.items()}  # fmt: skip
+            session.add_all([_alert_with(ids["8d"], "z8"), _alert_with(ids["6d"], "z6")])
+        # the 8-day-old one is past the retention, the 2-day-old one unused past the grace
+        assert service.housekeeping(now) == 2
+        with h.state.read_session() as session:
+            assert set(session.scalars(select(EvidenceSnapshot.id))) == {ids["6d"], ids["12h"]}
         with h.state.session() as session:
             store_evidence(session, HALL, snapshot(t("10:00")), fact_id="F9", zone="w1-public",
                            now=now - timedelta(days=9))  # fmt: skip
@@ -183,3 +201,72 @@ def test_service_purges_at_most_hourly_with_its_retention(tmp_path: Path) -> Non
         assert service.housekeeping(now + timedelta(hours=1)) == 1
     finally:
         h.close()
+
+
+def test_unused_grace_is_bounded() -> None:
+    for hours in (0, 24 * 31):
+        with pytest.raises(ValidationError, match="evidence_unused_grace_h"):
+            AggregatorSettings(halls=[], evidence_unused_grace_h=hours)
+    assert AggregatorSettings(halls=[], evidence_unused_grace_h=1).evidence_unused_grace_h == 1
+
+
+def test_snapshots_no_alert_uses_go_after_the_grace(tmp_path: Path) -> None:
+    """Friday 2026-11-06 to Sunday the 8th (the hall is closed at the weekend)."""
+    h = Harness(tmp_path)
+    fri, sun = 6, 8
+    off, on = PostState.OFF_POST, PostState.ON_POST
+    try:
+        h.feed(presence("w1", off, t("10:00", fri), evidence=snapshot(t("10:00", fri), 1)))
+        h.feed(presence("w1", on, t("10:01", fri)))  # a one-minute absence: never alerts
+        h.feed(presence("w2", off, t("10:00", fri), evidence=snapshot(t("10:00", fri), 2)))
+        h.feed(presence("w2", on, t("10:30", fri)))  # off-post alert recorded at the return
+        h.feed(occupancy(t("11:00", fri), 12, evidence=snapshot(t("11:00", fri), 3)))
+        h.feed(presence("w1", off, t("17:10", fri), evidence=snapshot(t("17:10", fri), 4)))
+        h.feed(hygiene(BAD, t("17:30", fri), evidence=snapshot(t("17:30", fri), 5)))
+        h.feed(hygiene(BAD, t("17:40", fri), evidence=snapshot(t("17:40", fri), 6), zone="door"))
+        h.feed(hygiene(GOOD, t("18:00", fri), zone="door"))  # cleared before opening: no alert
+        h.feed(presence("w2", off, t("09:30", sun), evidence=snapshot(t("09:30", sun), 7)))
+        h.feed(presence("w2", on, t("09:31", sun)))  # unused, but only 30 minutes old
+        snaps = {s.jpeg: s.id for s in h.snapshots()}
+        by_variant = {v: snaps[jpeg_bytes(v)] for v in range(1, 8)}
+        assert len(snaps) == 7
+        assert {a.evidence_id for a in h.alerts()} == {by_variant[2], by_variant[3]}
+        now = t("10:00", sun)
+        with h.state.session() as session:
+            deleted = purge_evidence(session, now - timedelta(days=180),
+                                     unused_older_than=now - timedelta(hours=24))  # fmt: skip
+        assert deleted == 2  # the one-minute absence's and the night's cleared episode's
+        with h.state.read_session() as session:
+            kept = set(session.scalars(select(EvidenceSnapshot.id)))
+        # alerts (2: off-post, 3: crowding), the running absence (4) and 环境差 episode (5)
+        # that may still alert on Monday, and the young one (7) stay
+        assert kept == {by_variant[v] for v in (2, 3, 4, 5, 7)}
+        with h.state.session() as session:  # without a grace: the retention alone
+            assert purge_evidence(session, now - timedelta(days=180)) == 0
+    finally:
+        h.close()
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+def test_dead_letters_keep_no_snapshot(api: Api) -> None:
+    h = api.h
+    fact = hygiene(BAD, t("11:00"), evidence=snapshot(t("11:00"), variant=8))
+    b64 = fact.body.evidence.jpeg if fact.body.evidence else ""
+    payload = encode(fact)
+    assert b64.encode() in payload and len(b64) > 1000
+    # a hygiene fact on the occupancy topic: rejected, kept as a dead letter
+    outcome = h.ingestor.handle(fact_topic(HALL, "occupancy"), payload)
+    assert outcome.value == "dead_lettered"
+    (letter,) = h.state.dead_letters(limit=1)
+    marker = f"<jpeg removed, {len(b64)} chars>"
+    assert letter.payload == payload.replace(b64.encode(), marker.encode())
+    assert letter.payload_size == len(payload)
+    tree = json.loads(letter.payload)
+    assert tree["body"]["evidence"]["jpeg"] == marker
+    assert tree["body"]["evidence"]["faces_blurred"] == 1 and tree["id"] == fact.id
+    # not JSON, or JSON without a snapshot: kept as received
+    for raw in (b"\xff\xd8 not json " + b64.encode()[:200], json.dumps({"body": {}}).encode()):
+        h.ingestor.handle(fact_topic(HALL, "hygiene"), raw)
+        assert h.state.dead_letters(limit=1)[0].payload == raw

@@ -10,7 +10,8 @@ on Monday 2026-11-02 (the test hall serves 09:00–17:00, lunch 12:00–13:30 cl
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,10 @@ from zoneinfo import ZoneInfo
 import cv2
 import pytest
 import skimage.data
-from sqlalchemy import func, select
+from sqlalchemy import Select, event, func, insert, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from aggregator.alerts import ListSink
 from aggregator.api.models import AlertOut
@@ -66,6 +70,8 @@ def t(hhmm: str, day: int = 2) -> datetime:
 def env_hall(hall_id: str = HALL) -> HallConfig:
     """The conftest hall plus a window's public area, a waiting area and an entrance."""
     data: dict[str, Any] = build_hall(hall_id).model_dump(mode="json", exclude_unset=True)
+    for camera in data["cameras"]:
+        camera["look_interval_s"] = 0.5  # an entrance line needs a look every 0.5 s at most
     data["zones"] = [
         {"id": "w1-public", "name": "1号窗口公共区域", "kind": "window_public",
          "camera": "c1", "window": "1", "polygon": [[10, 300], [300, 300], [300, 470], [10, 470]]},
@@ -152,8 +158,10 @@ def hygiene(
     evidence: Evidence | None = None,
     hall: str = HALL,
     method: HygieneMethod = HygieneMethod.REFERENCE,
+    zone: str = "w1-public",
 ) -> HygieneFact:
-    body = HygieneBody(camera="c1", zone="w1-public", window="1", state=state, since=since,
+    window = "1" if zone == "w1-public" else None
+    body = HygieneBody(camera="c1", zone=zone, window=window, state=state, since=since,
                        score=score, method=method, evidence=evidence)  # fmt: skip
     return HygieneFact(hall=hall, source=SOURCE, ts=ts or since + timedelta(minutes=5), body=body)
 
@@ -310,6 +318,105 @@ def test_two_dirty_episodes_are_two_alerts(h: Harness) -> None:
         ("open", t("14:00")),
         ("resolved", t("10:00")),
     ]
+
+
+def test_stale_bad_after_a_newer_good_is_recorded_resolved(h: Harness) -> None:
+    # replay order: the good (10:40) arrives before the bad that started the episode (10:00)
+    h.feed(hygiene(GOOD, t("10:40")), now=t("10:50"))
+    late = hygiene(BAD, t("10:00"), evidence=snapshot(t("10:01"), variant=4))
+    assert late.ts < t("10:45") and h.feed(late, now=t("11:00")) is IngestOutcome.STORED
+    (alert,) = h.alerts()
+    assert (alert.state, alert.start, alert.end, alert.window, alert.zone) == (
+        "resolved", t("10:00"), t("10:40"), "1", "w1-public",
+    )  # fmt: skip
+    assert alert.message.startswith("环境差：1号窗口公共区域（1号窗口）")
+    (snap,) = h.snapshots()
+    assert (alert.evidence_id, snap.fact_id, snap.jpeg) == (snap.id, late.id, jpeg_bytes(4))
+    (msg,) = h.sink.alerts
+    assert (msg.id, msg.state) == (alert.id, AlertState.RESOLVED) and msg.evidence_url
+    row = h.zone("w1-public")  # the current state is the newer good's
+    assert (row.hygiene_state, row.hygiene_since, row.hygiene_fact_ts) == (
+        "good", t("10:40"), t("10:45"),
+    )  # fmt: skip
+    assert row.hygiene_evidence_id is None
+    # another stale bad inside the same episode records nothing more
+    h.feed(hygiene(BAD, t("10:10"), ts=t("10:12"), evidence=snapshot(t("10:11"))))
+    assert len(h.alerts()) == 1 and len(h.sink.alerts) == 1 and len(h.snapshots()) == 1
+
+
+def test_stale_bad_cleared_before_opening_raises_nothing(h: Harness) -> None:
+    h.feed(hygiene(GOOD, t("08:30")), now=t("08:40"))
+    h.feed(hygiene(BAD, t("07:00"), evidence=snapshot(t("07:01"))), now=t("08:45"))
+    assert h.alerts() == [] and h.sink.alerts == [] and h.snapshots() == []
+    assert (h.zone("w1-public").hygiene_state, h.zone("w1-public").hygiene_since) == (
+        "good",
+        t("08:30"),
+    )
+
+
+# -- concurrency: the zone's row is locked while a fact reads and updates it -----------------
+
+
+@contextmanager
+def zone_reads(
+    hook: Callable[[ORMExecuteState], Result[Any] | None] | None = None,
+) -> Iterator[list[Select[Any]]]:
+    """Collect the statements that read ``ZoneStatus`` rows (any session) while active;
+    ``hook`` may run each read itself (``invoke_statement``) and return its result."""
+    seen: list[Select[Any]] = []
+
+    def capture(state: ORMExecuteState) -> Result[Any] | None:
+        if not state.is_select or all(m.class_ is not ZoneStatus for m in state.all_mappers):
+            return None
+        seen.append(state.statement)  # type: ignore[arg-type]
+        return hook(state) if hook is not None else None
+
+    event.listen(Session, "do_orm_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "do_orm_execute", capture)
+
+
+def test_zone_rows_are_read_for_update_on_postgresql(h: Harness) -> None:
+    # SQLite serialises writers and ignores the lock; PostgreSQL needs FOR UPDATE, or two
+    # replicas handling the zone's bad and good facts at once could both read ``good``
+    with zone_reads() as reads:
+        h.feed(hygiene(BAD, t("10:00")))
+        h.feed(hygiene(GOOD, t("10:40")))
+        h.feed(occupancy(t("10:00"), 12))
+        h.feed(occupancy(t("10:01"), 3))
+        h.feed(hygiene(BAD, t("17:30")))
+        assert len(h.zones.evaluate(t("09:00", day=3))) == 1
+    assert len(reads) >= 6
+    for stmt in reads:
+        assert "FOR UPDATE" in str(stmt.compile(dialect=postgresql.dialect()))
+
+
+def test_zone_row_inserted_meanwhile_by_another_replica_is_used(h: Harness) -> None:
+    """Another replica creates the zone's row between this one's read and its insert."""
+    raced: list[bool] = []
+
+    def other_replica_inserts(state: ORMExecuteState) -> Result[Any] | None:
+        if raced:
+            return None
+        raced.append(True)
+        result = state.invoke_statement().freeze()  # this read: no row yet
+        row = {
+            "hall": HALL, "zone": "w1-public", "camera": "c1", "hygiene_state": "good",
+            "hygiene_since": t("09:00"), "hygiene_fact_ts": t("09:05"),
+            "occupancy_crowded": False, "updated_at": t("09:05"),
+        }  # fmt: skip
+        state.session.connection().execute(insert(ZoneStatus).values(**row))
+        return result()
+
+    with zone_reads(other_replica_inserts):
+        assert h.feed(hygiene(BAD, t("10:00"))) is IngestOutcome.STORED
+    assert raced == [True]
+    row = h.zone("w1-public")
+    assert (row.hygiene_state, row.hygiene_since) == ("bad", t("10:00"))
+    (alert,) = h.alerts()
+    assert (alert.state, alert.start) == ("open", t("10:00"))
 
 
 # -- crowding ----------------------------------------------------------------------------

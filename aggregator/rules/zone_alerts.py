@@ -13,7 +13,10 @@ Policy:
   the hall opens raises nothing. Inside service time ``start`` = the fact's ``since``
   (when the dirt was first seen). An open alert resolves whenever ``good`` arrives,
   hours or not. An episode replayed after an outage (``bad`` and ``good`` both late) that
-  overlapped service time is recorded as an already resolved alert.
+  overlapped service time is recorded as an already resolved alert, and so is one whose
+  ``bad`` arrives only after a newer ``good`` (replay order: the ``bad``'s ``since`` is
+  older than the stored ``good``'s): ``start`` = the ``bad``'s ``since`` (or the next
+  opening), ``end`` = the stored ``good``'s ``since``; the zone's state stays the newer one.
 - **Crowding** alerts at any hour: people in a zone when the hall is closed (a queue at
   the door before opening, a late close) is exactly what the manager should know, and
   people counts have no night-time false alarms like the hygiene reference has. An
@@ -21,8 +24,16 @@ Policy:
   start) unless one is open; the first interval not crowded resolves it (``end`` = its
   start).
 - Repeated facts (same grade, or still crowded) and stale facts (older than the zone's
-  stored state, per side) change nothing: the dedup ledger drops redeliveries, and a
-  partial unique index allows one open alert per hall, zone and kind across replicas.
+  stored state, per side) change nothing, except the late ``bad`` above: the dedup ledger
+  drops redeliveries, and a partial unique index allows one open alert per hall, zone and
+  kind across replicas.
+- **Replicas**: a fact reads the zone's ``ZoneStatus`` row ``FOR UPDATE`` (PostgreSQL; a
+  no-op on SQLite, whose writers are serialised) and keeps the lock until its transaction
+  commits, so the ``bad`` and ``good`` facts of one zone handled by two replicas at once
+  apply one after the other instead of both reading the old grade. A zone's first row is
+  inserted in a savepoint; if another replica inserted it meanwhile, the row is re-read
+  (locked). The ticker skips rows a fact holds (``SKIP LOCKED``) and retries at the next
+  tick.
 - A fact's ``evidence`` snapshot is stored (:mod:`aggregator.store.evidence`) when the
   fact starts an episode, and the episode's alert links it (``Alert.evidence_id``).
 
@@ -32,12 +43,13 @@ All state is in the database (``ZoneStatus``, ``Alert``, ``EvidenceSnapshot``);
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,6 +76,7 @@ logger = logging.getLogger(__name__)
 HYGIENE = AlertKind.HYGIENE_BAD.value
 CROWDING = AlertKind.CROWDING.value
 BAD = HygieneState.BAD.value
+GOOD = HygieneState.GOOD.value
 OPEN = AlertState.OPEN.value
 
 _MESSAGE_MAX = 500
@@ -181,8 +194,7 @@ class ZoneAlertRule:
         b = fact.body
         row = self._row(session, fact.hall, b.zone, b.camera, now)
         if row.hygiene_fact_ts is not None and fact.ts < row.hygiene_fact_ts:
-            logger.debug("stale hygiene fact %s (older than state) kept as series", fact.id)
-            return ZoneOutcome()
+            return ZoneOutcome(self._late_bad(session, fact, row, now))
         row.hygiene_fact_ts, row.camera, row.updated_at = fact.ts, b.camera, now
         row.window = b.window if b.window is not None else row.window
         if row.hygiene_state == b.state.value:
@@ -288,9 +300,10 @@ class ZoneAlertRule:
                 ).all()
             )
             bad = session.scalars(
-                select(ZoneStatus).where(
-                    ZoneStatus.hygiene_state == BAD, ZoneStatus.hall.in_(halls)
-                )
+                select(ZoneStatus)
+                .where(ZoneStatus.hygiene_state == BAD, ZoneStatus.hall.in_(halls))
+                # a row a fact holds is skipped: that fact decides, or the next tick does
+                .with_for_update(skip_locked=True)
             ).all()
             for row in bad:
                 episode = HygieneEpisode.of(row)
@@ -307,18 +320,33 @@ class ZoneAlertRule:
 
     @staticmethod
     def _row(session: Session, hall: str, zone: str, camera: str, now: datetime) -> ZoneStatus:
-        row = session.get(ZoneStatus, (hall, zone))
-        if row is None:
-            row = ZoneStatus(hall=hall, zone=zone, camera=camera, occupancy_crowded=False,
-                             updated_at=now)  # fmt: skip
-            session.add(row)
+        """The zone's row, locked until the fact's transaction ends; created if new."""
+        row = session.get(ZoneStatus, (hall, zone), with_for_update=True)
+        if row is not None:
+            return row
+        row = ZoneStatus(hall=hall, zone=zone, camera=camera, occupancy_crowded=False,
+                         updated_at=now)  # fmt: skip
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            # another replica created it meanwhile (its insert committed first): use its row
+            logger.debug("zone %s/%s created by another replica; re-read locked", hall, zone)
+            found = session.get(ZoneStatus, (hall, zone), with_for_update=True)
+            if found is None:
+                raise
+            row = found
         return row
+
+    def _service_start(self, hall: str, since: datetime) -> datetime | None:
+        """When an episode from ``since`` first meets service time (None: never)."""
+        config = self.halls.get(hall)
+        return next_in_service(config, since) if config is not None else since
 
     def _open_hygiene(
         self, session: Session, row: ZoneStatus, episode: HygieneEpisode, now: datetime
     ) -> list[AlertMessage]:
-        hall = self.halls.get(row.hall)
-        start = next_in_service(hall, episode.since) if hall is not None else episode.since
+        start = self._service_start(row.hall, episode.since)
         if start is None or start > now:
             return []  # outside service time: the ticker opens it when service begins
         if _open_alert(session, row.hall, row.zone, HYGIENE) is not None:
@@ -341,13 +369,60 @@ class ZoneAlertRule:
         if alert is not None:
             _resolve(alert, end, now)
             return [alert_message(alert)]
-        hall = self.halls.get(row.hall)
-        start = next_in_service(hall, ended.since) if hall is not None else ended.since
-        if start is None or start >= end:
-            return []  # cleared before the hall opened: no reminder needed
-        if _already_alerted(session, row.hall, row.zone, HYGIENE, start):
+        start = self._recorded_start(session, row, ended, end)
+        return [] if start is None else self._record_resolved(session, row, ended, start, end, now)
+
+    def _late_bad(
+        self, session: Session, fact: HygieneFact, row: ZoneStatus, now: datetime
+    ) -> list[AlertMessage]:
+        """A fact older than the zone's state: kept as series only, unless it is a ``bad``
+        from before the stored ``good`` (replay order): that episode ended at the ``good``'s
+        ``since`` and is recorded resolved. The zone's state stays the newer one."""
+        b = fact.body
+        end = row.hygiene_since
+        if b.state is not HygieneState.BAD or row.hygiene_state != GOOD or end is None:
+            logger.debug("stale hygiene fact %s (older than state) kept as series", fact.id)
             return []
-        alert = self._hygiene_alert(row, ended, start, now)
+        if b.since >= end:
+            logger.debug("stale bad %s after the stored good's since: series only", fact.id)
+            return []
+        episode = HygieneEpisode(
+            since=b.since, score=b.score, method=b.method.value, evidence_id=None
+        )
+        start = self._recorded_start(session, row, episode, end)
+        if start is None:
+            return []
+        if b.evidence is not None:  # stored only now that an alert will use it
+            evidence_id = store_evidence(
+                session, fact.hall, b.evidence, fact_id=fact.id, zone=b.zone, now=now
+            )
+            episode = dataclasses.replace(episode, evidence_id=evidence_id)
+        logger.info("late bad %s of zone %s/%s: its episode until %s is recorded", fact.id,
+                    row.hall, row.zone, end.isoformat())  # fmt: skip
+        return self._record_resolved(session, row, episode, start, end, now)
+
+    def _recorded_start(
+        self, session: Session, row: ZoneStatus, episode: HygieneEpisode, end: datetime
+    ) -> datetime | None:
+        """Start of the alert an episode ended at ``end`` gets when seen only afterwards;
+        None if it never met service time or an alert already covers it."""
+        start = self._service_start(row.hall, episode.since)
+        if start is None or start >= end:
+            return None  # cleared before the hall opened: no reminder needed
+        if _alerted_during(session, row.hall, row.zone, HYGIENE, start, end):
+            return None
+        return start
+
+    def _record_resolved(
+        self,
+        session: Session,
+        row: ZoneStatus,
+        episode: HygieneEpisode,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> list[AlertMessage]:
+        alert = self._hygiene_alert(row, episode, start, now)
         _resolve(alert, end, now)
         return _add(session, alert)
 
@@ -429,6 +504,22 @@ def _open_alert(session: Session, hall: str, zone: str, kind: str) -> Alert | No
         Alert.hall == hall, Alert.zone == zone, Alert.kind == kind, Alert.state == OPEN
     )
     return session.scalars(stmt).first()
+
+
+def _alerted_during(
+    session: Session, hall: str, zone: str, kind: str, start: datetime, end: datetime
+) -> bool:
+    """Whether an alert of the zone starts at ``start`` or overlaps ``[start, end)``."""
+    stmt = select(Alert.id).where(
+        Alert.hall == hall,
+        Alert.zone == zone,
+        Alert.kind == kind,
+        or_(
+            Alert.start == start,
+            and_(Alert.start < end, or_(Alert.end.is_(None), Alert.end > start)),
+        ),
+    )
+    return session.scalars(stmt).first() is not None
 
 
 def _already_alerted(session: Session, hall: str, zone: str, kind: str, start: datetime) -> bool:

@@ -6,10 +6,21 @@ here (one row per fact, with the fact's id and the post or zone), and the alert 
 raises points at it (``Alert.evidence_id``). The API serves the JPEG to authorised roles
 only (:mod:`aggregator.api.routes.environment`).
 
-Snapshots are personal data: the service's housekeeping deletes every row older than
-``evidence_retention_days`` (default 180) by :func:`purge_evidence`, counted from when the
-aggregator stored it (its own clock, not the edge's). An alert keeps its ``evidence_id``
-after the purge, so the API can tell "deleted after the retention" from "never had one".
+Snapshots are personal data, kept only for the alert they document. The service's
+housekeeping (:func:`purge_evidence`, hourly) deletes:
+
+- a snapshot **no alert uses** once it is older than ``evidence_unused_grace_h`` (default
+  24): every presence change to ``off_post`` carries one, most absences end before the
+  threshold and never alert, and a 环境差 episode cleared before opening raises nothing —
+  those images have no purpose. "Used" means an alert points at it
+  (``Alert.evidence_id``) or an episode still running may still link it: the current
+  absence of a post (``PostStatus.evidence_id``) or 环境差 episode of a zone
+  (``ZoneStatus.hygiene_evidence_id``, linked when service time begins);
+- every snapshot older than ``evidence_retention_days`` (default 180).
+
+Ages count from when the aggregator stored the row (its own clock, not the edge's). An
+alert keeps its ``evidence_id`` after the purge, so the API can tell "deleted after the
+retention" from "never had one" (an unused snapshot has no alert to ask about).
 
 The table is on :data:`aggregator.store.state.Base` (``create_all`` and Alembic see it
 once this module is imported, as the ingestor and the API do).
@@ -38,10 +49,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, LargeBinary, String, delete
+from sqlalchemy import ColumnElement, Index, Integer, LargeBinary, String, and_, delete, exists
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from aggregator.store.state import Base
+from aggregator.store.state import Alert, Base, PostStatus, ZoneStatus
 from hallwatch.contract import Evidence, new_id, utcnow
 
 logger = logging.getLogger(__name__)
@@ -134,20 +145,42 @@ def get_evidence(session: Session, evidence_id: str) -> EvidenceSnapshot | None:
     return session.get(EvidenceSnapshot, evidence_id)
 
 
-def purge_evidence(session: Session, older_than: datetime) -> int:
-    """Delete the snapshots stored before ``older_than``.
+def purge_evidence(
+    session: Session, older_than: datetime, *, unused_older_than: datetime | None = None
+) -> int:
+    """Delete the snapshots past the retention, and the unused ones past the grace.
 
     Args:
         session: A write session.
-        older_than: Cut-off (aware): rows with ``created < older_than`` go.
+        older_than: Retention cut-off (aware): every row with ``created < older_than`` goes.
+        unused_older_than: Grace cut-off (aware) for snapshots no alert uses and no running
+            absence or 环境差 episode may still link (see the module's docstring): those
+            with ``created < unused_older_than`` go too. None: the retention alone.
 
     Returns:
         How many were deleted.
     """
+    expired = _delete(session, EvidenceSnapshot.created < older_than)
+    unused = 0
+    if unused_older_than is not None:
+        unused = _delete(session, and_(EvidenceSnapshot.created < unused_older_than, _unused()))
+    logger.debug("purged %d snapshot(s) past the retention, %d unused", expired, unused)
+    return expired + unused
+
+
+def _unused() -> ColumnElement[bool]:
+    """No alert uses the snapshot, and no running absence or episode holds it."""
+    snapshot = EvidenceSnapshot.id
+    return and_(
+        ~exists().where(Alert.evidence_id == snapshot),
+        ~exists().where(PostStatus.evidence_id == snapshot),
+        ~exists().where(ZoneStatus.hygiene_evidence_id == snapshot),
+    )
+
+
+def _delete(session: Session, condition: ColumnElement[bool]) -> int:
     result = session.execute(
-        delete(EvidenceSnapshot)
-        .where(EvidenceSnapshot.created < older_than)
-        .execution_options(synchronize_session=False)
+        delete(EvidenceSnapshot).where(condition).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -234,7 +234,8 @@ class Alert(Base):
     window: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str | None] = mapped_column(String(64), default=None)
     zone: Mapped[str | None] = mapped_column(String(64), default=None)
-    evidence_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    evidence_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    """Indexed: the evidence purge asks, per old snapshot, whether an alert uses it."""
     state: Mapped[str] = mapped_column(String(16), index=True)
     start: Mapped[datetime]
     end: Mapped[datetime | None]
@@ -364,13 +365,23 @@ class StateStore:
 
     # -- writes used outside a fact's transaction ---------------------------------------
 
-    def dead_letter(self, topic: str, payload: bytes, reason: str) -> int:
-        """Keep an undeliverable message (ID numbers blanked); returns its dead-letter id."""
+    def dead_letter(
+        self, topic: str, payload: bytes, reason: str, *, received_size: int | None = None
+    ) -> int:
+        """Keep an undeliverable message (ID numbers blanked); returns its dead-letter id.
+
+        Args:
+            topic: Its topic.
+            payload: The payload to keep (the first 64 KiB of it).
+            reason: Why it was not ingested.
+            received_size: Size of the payload as received, when ``payload`` was
+                shortened first (e.g. a snapshot stripped); default ``len(payload)``.
+        """
         row = DeadLetter(
             received_at=utcnow(),
             topic=topic[:512],
             payload=mask_id_numbers(bytes(payload[:DEAD_LETTER_MAX_PAYLOAD])),
-            payload_size=len(payload),
+            payload_size=len(payload) if received_size is None else received_size,
             reason=mask_id_numbers_text(reason[:4000]),
         )
         with self.session() as session:
