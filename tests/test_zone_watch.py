@@ -22,6 +22,7 @@ from hallwatch.config import HallConfig
 from hallwatch.contract import (
     Fact,
     HygieneFact,
+    HygieneMethod,
     HygieneState,
     OccupancyFact,
     PostState,
@@ -35,6 +36,7 @@ from tests.support.hygiene_scenes import (
     Cue,
     HygieneScript,
     frames,
+    tiny_dirtiness_model,
 )
 
 CUP_ON, CUP_OFF = 6.0, 30.0
@@ -164,3 +166,27 @@ def test_an_off_post_change_carries_a_snapshot_of_the_post(facts: list[Fact]) ->
     assert changes and changes[0].body.state is PostState.OFF_POST
     evidence = changes[0].body.evidence
     assert evidence is not None and evidence.region[0] <= 20 and evidence.region[2] >= 200
+
+
+def test_a_hall_classifier_from_the_config_grades_the_zone(tmp_path: Path) -> None:
+    model = tiny_dirtiness_model(tmp_path / "hall-model.onnx", two_class=True)
+    config = hall(tmp_path / "refs")
+    data = config.model_dump(mode="json", context={"reveal_secrets": True})
+    data["zones"][0]["classifier"] = {
+        "model_path": str(model), "mode": "replace", "output": "logits", "input_size": [64, 48],
+    }  # fmt: skip
+    config = HallConfig.model_validate(data)
+    analysis = CameraAnalysis(config, config.cameras[0], detector(), source="edge-h1")
+    script = HygieneScript(duration_s=12.0)  # nothing on the counter: only the model judges
+    hygiene = [
+        fact
+        for frame in frames(script)
+        for fact in analysis.look(frame)
+        if isinstance(fact, HygieneFact)
+    ]
+    # the tiny model calls a dark image dirty, and this terrazzo is dark enough for it:
+    # replace mode follows the model alone (the reference method would say clean)
+    assert [(f.body.state, f.body.method) for f in hygiene] == [
+        (HygieneState.BAD, HygieneMethod.CLASSIFIER)
+    ]
+    assert 0.5 < hygiene[0].body.score < 0.9

@@ -196,8 +196,17 @@ class ZoneWatch:
         mode: str = "confirm"
         threshold = 0.5
         if zc.classifier is not None:
-            classifier = create_detector(zc.classifier.kind, model_path=zc.classifier.model_path)
-            mode, threshold = zc.classifier.mode, zc.classifier.threshold
+            c = zc.classifier
+            classifier = create_detector(
+                c.kind,
+                model_path=c.model_path,
+                input_size=c.input_size,
+                output=c.output,
+                dirty_index=c.dirty_index,
+                mean=c.mean,
+                std=c.std,
+            )
+            mode, threshold = c.mode, c.threshold
         return HygieneWatcher(
             zc.id,
             region,

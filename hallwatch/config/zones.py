@@ -120,6 +120,38 @@ class HygieneClassifierConfig(_Base):
     threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability from which the zone is dirty."
     )
+    input_size: tuple[int, int] = Field(
+        default=(224, 224),
+        description="[width, height] the model takes (a fixed size in the model wins).",
+    )
+    output: Literal["probability", "logits"] = Field(
+        default="probability",
+        description="probability: one value (or per-class probabilities); logits: per-class "
+        "scores, softmaxed.",
+    )
+    dirty_index: int = Field(
+        default=1, ge=0, le=63, description="Index of the dirty class in a per-class output."
+    )
+    mean: tuple[float, float, float] = Field(
+        default=(0.0, 0.0, 0.0), description="Per-channel mean subtracted from RGB in [0, 1]."
+    )
+    std: tuple[float, float, float] = Field(
+        default=(1.0, 1.0, 1.0), description="Per-channel divisor after the mean."
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _sane_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= v <= 2048 for v in value):
+            raise ValueError("each of width and height must be 16…2048 pixels")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _no_zero_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(v <= 0 for v in value):
+            raise ValueError("std values must be > 0")
+        return value
 
 
 class ZoneConfig(_Base):
