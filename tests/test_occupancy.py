@@ -11,14 +11,8 @@ import pytest
 
 from edge.detectors import Detections, Detector, create_detector
 from edge.environment.occupancy import OccupancyGauge, OccupancyReport, median_half_up
-from edge.environment.people import (
-    ZonePeople,
-    boxes_in_polygon,
-    foot_points,
-    merge_tiles,
-    points_in_polygon,
-    tile_boxes,
-)
+from edge.environment.people import ZonePeople, merge_tiles, tile_boxes
+from edge.regions.geometry import boxes_in_polygon, foot_points, points_in_polygon
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
 from tests.support.crowd_scenes import WAITING_SIZE, waiting_scene

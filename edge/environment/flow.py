@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 
 from edge.detectors.detections import Detections
-from edge.environment.people import foot_points
+from edge.regions.geometry import foot_points
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,12 @@ fact from video needs a snapshot (a change to off-post, 环境差, crowding star
 region (plus a margin) out of the frame, scales it to at most ``max_width``, finds and blurs
 the faces (:mod:`edge.evidence.blur`), and encodes a JPEG that fits the wire's limit.
 
+People: the person detector always runs on the crop. Person boxes the caller already has
+(a zone's tiled detection, better for small people) are *added* to what it finds, never used
+instead: a caller's list may hold only some of the people in the crop (a zone keeps those
+whose foot point is inside its polygon, the crop reaches beyond it), and a member of the
+public left out of it would otherwise be covered by the frontal-face cascade alone.
+
 Coordinates: regions and post polygons are in the camera's *configured* image pixels (the
 hall config's ``width`` × ``height``); frames may arrive at another size and are mapped like
 :class:`~edge.regions.post_region.PostRegion` does. ``Evidence.region`` is the crop actually
@@ -124,7 +130,7 @@ class SnapshotMaker:
     Args:
         camera: The camera (its ``width``/``height`` are the configured image size).
         clerk_polygons: The post polygons (clerks' seats) of this camera, configured pixels.
-        detector: Finds the people in the crop when the caller has none at hand.
+        detector: Finds the people in the crop (on every snapshot).
         settings: The hall's ``evidence`` config.
         cascade: The face cascade (its defaults bound the search for a ≤ 640 px snapshot).
 
@@ -178,8 +184,9 @@ class SnapshotMaker:
             region: ``(x1, y1, x2, y2)`` in configured-image pixels.
             margin: Fraction of the region's width/height added on each side (clamped to
                 the image).
-            people: Person boxes in frame pixels if the caller has them (saves a detector
-                call); else the detector is run on the crop.
+            people: Person boxes in frame pixels if the caller has them (e.g. a zone's
+                tiled detection): blurred in addition to the people the detector finds on
+                the crop, which runs in any case.
 
         Returns:
             The evidence, or ``None`` when snapshots are disabled or the region is unusable
@@ -217,7 +224,7 @@ class SnapshotMaker:
         Args:
             frame: The frame.
             box: The crop, frame pixels, inside the frame.
-            people: Person boxes in frame pixels; ``None`` runs the detector on the crop.
+            people: The caller's person boxes in frame pixels, added to the detector's.
 
         Returns:
             The blurred, scaled crop.
@@ -261,15 +268,17 @@ class SnapshotMaker:
     def _people_in_crop(
         self, frame: Frame, box: CropBox, crop: np.ndarray, people: Detections | None
     ) -> Detections:
-        """Person boxes in the crop's pixels: the caller's, or the detector's on the crop.
+        """Person boxes in the crop's pixels: the detector's on the crop, plus the caller's.
 
-        With ``show_clerks`` and no people given, each post overlapping the crop is also
-        looked at in its own crop, as the post watcher does: in the crop of a large region a
-        seated clerk is small for the detector, and a clerk it misses would be blurred.
+        Both sets are kept whole (one person found twice gets two head regions, merged when
+        blurred: :func:`~edge.evidence.blur.merge_same_heads`). With ``show_clerks`` each post
+        overlapping the crop is also looked at in its own crop, as the post watcher does: in
+        the crop of a large region a seated clerk is small for the detector, and a clerk it
+        misses would be blurred.
         """
-        if people is not None:
-            return people.shifted(-box.x1, -box.y1)
         found = [self._detector.detect(np.ascontiguousarray(crop))]
+        if people is not None:
+            found.append(people.shifted(-box.x1, -box.y1))
         if self.settings.show_clerks:
             for post in self._clerks:
                 pb = post.crop_box(frame.width, frame.height)

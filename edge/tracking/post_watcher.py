@@ -23,11 +23,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from edge.detectors.base import Detector
 from edge.detectors.detections import Detections
+from edge.regions.geometry import points_in_polygon
 from edge.regions.motion_gate import GateDecision, MotionGate, changed_fraction
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
@@ -191,21 +191,17 @@ class PostWatcher:
         return decision.infer
 
     def _plausible(self, dets: Detections, frame: Frame) -> Detections:
-        """Detections whose centre is inside the polygon and that are tall enough."""
+        """Detections whose centre is inside the polygon and that are tall enough.
+
+        A centre exactly on the polygon's edge may count either way (even-odd rule of
+        :func:`~edge.regions.geometry.points_in_polygon`; the detector's float boxes do not
+        land there in practice).
+        """
         if len(dets) == 0:
             return dets
         poly = self.region.polygon_in_crop(frame.width, frame.height)
         poly_h = float(poly[:, 1].max() - poly[:, 1].min())
-        cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
-        cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
-        contour = poly.reshape(-1, 1, 2)
-        inside = np.array(
-            [
-                cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
-                for x, y in zip(cx, cy, strict=True)
-            ],
-            dtype=bool,
-        )
+        inside = points_in_polygon((dets.xyxy[:, :2] + dets.xyxy[:, 2:]) / 2, poly)
         tall = (dets.xyxy[:, 3] - dets.xyxy[:, 1]) >= self._settings.min_box_height * poly_h
         return dets[inside & tall]
 

@@ -263,3 +263,19 @@ def scenes() -> list[EvidenceScene]:
             seed=2,
         ),
     ]
+
+
+def child_at_the_counter() -> EvidenceScene:
+    """The clerk and a child of the public at the counter, in front of the clerk's body.
+
+    The child's face (about 45 px, the cascade finds it) lies inside the clerk's person box,
+    below the clerk's head: a member of the public standing in front of a clerk, whom the
+    detector may not single out (small, cut by the counter). The region is the window alone,
+    so the snapshot is not scaled down at full frame size.
+    """
+    return render(
+        "child-at-the-counter",
+        (_CLERK, Person("astronaut", "public", (705, 400), 0.8, flip=True)),
+        (470, 130, 810, 560),
+        seed=3,
+    )
