@@ -6,7 +6,7 @@ shown) and prints, per case, the median over ``--repeats`` of:
 
 - ``take_ms``: a whole :meth:`~edge.evidence.SnapshotMaker.take` that runs the detector on
   the crop (and on the post's crop when clerks are shown);
-- ``given_ms``: the same with the people given (the caller already ran the detector);
+- ``given_ms``: the same with the people given (merged with the snapshot's own detector call);
 - ``detector_ms`` / ``cascade_ms``: the detector on the crop and the face cascade on the
   snapshot-sized image alone;
 - ``kb``: the JPEG's size and ``faces``: the regions blurred.
