@@ -150,7 +150,10 @@ def test_mqtt_devices_are_not_judged_while_the_edge_does_not_listen() -> None:
         (200, False, []),  # the link drops again: nothing more is judged over MQTT
     ]:
         clock.t = at(seconds)
-        assert changes(monitor.tick(listening=listening)) == expected, seconds
+        facts = monitor.tick(listening=listening)
+        assert changes(facts) == expected, seconds
+        if seconds == 130:
+            assert "since the edge began listening" in facts[0].body.reason
 
 
 # --- HTTP and TCP probes -------------------------------------------------------------

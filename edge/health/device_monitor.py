@@ -194,12 +194,14 @@ class DeviceMonitor:
                     dev.back = None
                 over_mqtt = dev.probe.mqtt_topic is not None or dev.probe.feed is not None
                 if dev.state is not DeviceState.OFFLINE and not (over_mqtt and self._deaf):
-                    silent_from = dev.last or self.started
+                    heard = dev.last or self.started
+                    silent_from = heard
                     if over_mqtt and self._listening_since is not None:
-                        silent_from = max(silent_from, self._listening_since)
+                        silent_from = max(heard, self._listening_since)
                     due = silent_from + dev.period
                     if now >= due:
-                        facts.append(self._change(dev, DeviceState.OFFLINE, due, self._why(dev)))
+                        why = self._why(dev, listening_from=silent_from != heard)
+                        facts.append(self._change(dev, DeviceState.OFFLINE, due, why))
         for fact in facts:
             logger.info(
                 "device %s %s: %s", fact.body.device, fact.body.state.value, fact.body.reason
@@ -225,9 +227,11 @@ class DeviceMonitor:
     def _why_up(dev: _Device) -> str:
         return f"sign of life ({describe_probe(dev.probe)})"
 
-    def _why(self, dev: _Device) -> str:
+    def _why(self, dev: _Device, *, listening_from: bool = False) -> str:
         period = dev.period.total_seconds()
         probe = describe_probe(dev.probe)
+        if listening_from:
+            return f"no sign of life for {period:g} s since the edge began listening ({probe})"
         if dev.last is None:
             return f"no sign of life for {period:g} s since the edge started ({probe})"
         return f"no sign of life for {period:g} s ({probe})"
