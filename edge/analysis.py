@@ -15,6 +15,7 @@ import cv2
 from edge.detectors.base import Detector
 from edge.environment.zone_watch import ZoneWatch
 from edge.evidence import SnapshotMaker
+from edge.regions.geometry import polygon_box
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
 from edge.tracking.post_watcher import PostWatcher, WatchSettings
@@ -152,10 +153,8 @@ class CameraAnalysis:
         post = self._posts[event.post]
         evidence = None
         if self.snapshots is not None and event.state is PostState.OFF_POST and not event.summary:
-            xs = [p[0] for p in post.polygon]
-            ys = [p[1] for p in post.polygon]
             try:
-                evidence = self.snapshots.take(frame, (min(xs), min(ys), max(xs), max(ys)))
+                evidence = self.snapshots.take(frame, polygon_box(post.polygon))
             except Exception:  # the fact matters more than its picture
                 logger.exception("camera %s post %s: snapshot failed", self.camera.id, post.id)
         return PresenceFact(

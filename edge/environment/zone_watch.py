@@ -26,6 +26,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -36,6 +37,7 @@ from edge.environment.hygiene import HygieneEvent, HygieneSettings, HygieneWatch
 from edge.environment.occupancy import OccupancyGauge, OccupancyReport
 from edge.environment.people import ZonePeople
 from edge.evidence import SnapshotMaker
+from edge.regions.geometry import polygon_box
 from edge.regions.motion_gate import MotionGate
 from edge.regions.post_region import PostRegion
 from edge.sources.frame import Frame
@@ -118,9 +120,7 @@ class _Zone:
     @property
     def box(self) -> tuple[float, float, float, float]:
         """The polygon's bounding box in configured pixels."""
-        xs = [p[0] for p in self.config.polygon]
-        ys = [p[1] for p in self.config.polygon]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return polygon_box(self.config.polygon)
 
 
 class ZoneWatch:
@@ -193,7 +193,7 @@ class ZoneWatch:
         if zc.reference_image is not None:
             reference = load_reference(zc.reference_image, zc.id)
         classifier: Detector | None = None
-        mode: str = "confirm"
+        mode: Literal["replace", "confirm"] = "confirm"
         threshold = 0.5
         if zc.classifier is not None:
             c = zc.classifier
@@ -214,7 +214,7 @@ class ZoneWatch:
             reference=reference,
             reference_path=reference_file(config.environment.reference_dir, camera, zc),
             classifier=classifier,
-            classifier_mode="replace" if mode == "replace" else "confirm",
+            classifier_mode=mode,
             classifier_threshold=threshold,
         )
 

@@ -7,7 +7,19 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["boxes_in_polygon", "foot_points", "points_in_polygon"]
+__all__ = ["boxes_in_polygon", "foot_points", "points_in_polygon", "polygon_box"]
+
+
+def polygon_box(polygon: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    """The bounding box ``(x1, y1, x2, y2)`` of a polygon's vertices.
+
+    Example:
+        >>> polygon_box([(10, 20), (30, 5), (25, 40)])
+        (10, 5, 30, 40)
+    """
+    xs = [p[0] for p in polygon]
+    ys = [p[1] for p in polygon]
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def foot_points(xyxy: np.ndarray) -> np.ndarray:
