@@ -51,6 +51,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store.evidence import purge_evidence
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore, TimeSeriesStore
+from hallwatch.config.errors import mask_url
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import utcnow
 
@@ -79,6 +80,30 @@ def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
     return halls
 
 
+def build_series_store(settings: AggregatorSettings) -> TimeSeriesStore:
+    """The time-series store ``settings.series_backend`` selects (docs/storage.md)."""
+    if settings.series_backend == "sqlite":
+        return SqliteTimeSeriesStore(settings.resolved_series_path())
+    from aggregator.store.line_protocol import LineProtocolStore
+
+    if not settings.series_url:
+        raise ValueError(f"series_backend {settings.series_backend} needs series_url")
+    token = settings.series_token.get_secret_value() if settings.series_token else None
+    logger.info("time series on %s (%s)", mask_url(settings.series_url), settings.series_backend)
+    return LineProtocolStore(
+        settings.series_url,
+        flavour=settings.series_backend,
+        token=token,
+        org=settings.series_org,
+        bucket=settings.series_bucket,
+        query_url=settings.series_query_url,
+        batch_size=settings.series_batch_size,
+        flush_interval_s=settings.series_flush_interval_s,
+        max_pending=settings.series_max_pending,
+        write_timeout_s=settings.series_write_timeout_s,
+    )
+
+
 class AggregatorService:
     """One aggregator replica.
 
@@ -86,7 +111,7 @@ class AggregatorService:
         settings: Process settings.
         halls: Hall configurations by id.
         state: State store (default: from ``settings.database_url``).
-        series: Time-series store (default: SQLite at ``settings.resolved_series_path()``).
+        series: Time-series store (default: the one ``settings.series_backend`` selects).
         mqtt: Whether to connect to the broker (False: API and rules only).
         clock: Source of "now" for ingest and the rule ticker.
     """
@@ -105,7 +130,7 @@ class AggregatorService:
         self.halls = dict(halls)
         self.clock = clock
         self.state = state or StateStore(settings.database_url)
-        self.series = series or SqliteTimeSeriesStore(settings.resolved_series_path())
+        self.series = series or build_series_store(settings)
         self.bus = LiveBus()
         self.sink = FanoutSink([BusAlertSink(self.bus)])
         self.rule = OffPostRule(self.state, self.halls, self.sink)

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -42,6 +42,50 @@ class AggregatorSettings(BaseSettings):
         default=None,
         description="SQLite file of the embedded time-series store; None: next to a SQLite "
         "state database (``<name>-series.sqlite``), else var/hallwatch-series.sqlite.",
+    )
+    series_backend: Literal["sqlite", "victoriametrics", "influxdb"] = Field(
+        default="sqlite",
+        description="Time-series store: the embedded SQLite file (series_path), or a "
+        "line-protocol server at series_url (docs/storage.md).",
+    )
+    series_url: str | None = Field(
+        default=None,
+        repr=False,  # may hold credentials
+        description="Write base URL of the line-protocol server: InfluxDB "
+        "``http://influx:8086``, VictoriaMetrics ``http://vm:8428`` or (cluster) "
+        "``http://vminsert:8480/insert/0/influx``. Required unless series_backend is sqlite.",
+    )
+    series_query_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="Read base URL; None: series_url. VictoriaMetrics cluster: "
+        "``http://vmselect:8481/select/0/prometheus``.",
+    )
+    series_token: SecretStr | None = Field(
+        default=None, description="API token of the time-series server (InfluxDB: required)."
+    )
+    series_org: str = Field(default="", max_length=256, description="InfluxDB organization.")
+    series_bucket: str = Field(
+        default="hallwatch", min_length=1, max_length=256, description="InfluxDB bucket."
+    )
+    series_batch_size: int = Field(
+        default=500, ge=1, le=50_000, description="Points per write request."
+    )
+    series_flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest a point waits for its batch to fill."
+    )
+    series_max_pending: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="Points held in memory while the server is slow or down; then ingest "
+        "blocks (facts stay unacknowledged at the broker).",
+    )
+    series_write_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a write blocks on a full outbox before the fact is retried.",
     )
     halls: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Hall configuration YAML files."
@@ -134,6 +178,12 @@ class AggregatorSettings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _series_server_needs_url(self) -> AggregatorSettings:
+        if self.series_backend != "sqlite" and not self.series_url:
+            raise ValueError(f"series_backend {self.series_backend} needs series_url")
+        return self
 
     def resolved_series_path(self) -> Path | str:
         """Where the embedded time-series store lives (``":memory:"`` for in-memory DBs)."""

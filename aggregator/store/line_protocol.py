@@ -1,0 +1,498 @@
+"""The line-protocol time-series backend: InfluxDB 2.x/3.x or VictoriaMetrics.
+
+Points are written in the InfluxDB line protocol through ``influxdb-client``'s synchronous
+write API, from one sender thread that drains a bounded outbox:
+
+- **batching**: up to ``batch_size`` points per request, sent when a batch is full or
+  ``flush_interval_s`` after its first point;
+- **retries with backoff**: a batch the server does not take (connection refused, timeout,
+  5xx, 429, 401/403/404) is retried with exponential backoff, without limit while the store
+  is open, so an outage loses nothing; a batch the server rejects as malformed (400, 422)
+  is logged and dropped (retrying cannot help);
+- **backpressure**: at most ``max_pending`` points wait in memory; :meth:`write` then blocks
+  until the sender catches up, and raises :class:`SeriesBackpressureError` after
+  ``write_timeout_s`` (the ingest does not acknowledge the fact, and the broker delivers
+  it again);
+- **idempotency**: a point's identity is its measurement, tags and timestamp. The
+  timestamp is the point's time in nanoseconds plus a sub-microsecond offset derived from
+  its id (0-999 ns), so the same fact always gives the same sample (InfluxDB overwrites it,
+  VictoriaMetrics deduplicates it with ``-dedup.minScrapeInterval=1ms``), and two facts
+  in the same microsecond rarely collide on InfluxDB.
+
+Reads: VictoriaMetrics through ``/api/v1/export`` (series ``<measurement>_<field>``, tags
+as labels; string fields are not written there, every value reads back as a float and
+times are whole milliseconds); InfluxDB through ``influxdb-client``'s Flux query API. The
+fact id is not stored on these servers: points read back have ``id == ""``.
+
+Example:
+    >>> store = LineProtocolStore("http://127.0.0.1:8428", flavour="victoriametrics")
+    >>> store.write(points)  # doctest: +SKIP
+    >>> store.close()  # flushes what is queued
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import urllib3
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client import Point as LinePoint
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from aggregator.store.timeseries import FieldValue, Point
+
+logger = logging.getLogger(__name__)
+
+Flavour = Literal["victoriametrics", "influxdb"]
+
+_DROP_STATUSES = frozenset({400, 422})
+"""Statuses of a malformed batch: retrying cannot help, it is dropped (and logged)."""
+
+
+_NS = cast(WritePrecision, WritePrecision.NS)  # typed as str by the client
+
+
+class SeriesBackpressureError(TimeoutError):
+    """The time-series server does not keep up: the outbox stayed full for the timeout."""
+
+
+def point_timestamp_ns(point: Point) -> int:
+    """The point's line-protocol timestamp: its time in ns plus 0-999 ns from its id.
+
+    Deterministic, so writing the same point again writes the same sample.
+
+    Raises:
+        ValueError: The point has no id or a naive time.
+
+    Example:
+        >>> t = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+        >>> p = Point("queue", {"hall": "h1"}, {"waiting": 3}, t, "f1")
+        >>> point_timestamp_ns(p) // 1000 == int(t.timestamp()) * 1_000_000
+        True
+    """
+    if not point.id:
+        raise ValueError(f"point of {point.measurement} has no id")
+    if point.time.tzinfo is None:
+        raise ValueError("time-series times must be timezone-aware")
+    delta = point.time.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    digest = hashlib.blake2b(point.id.encode(), digest_size=4).digest()
+    return micros * 1000 + int.from_bytes(digest, "big") % 1000
+
+
+def to_line(point: Point, *, numeric_only: bool = False) -> str | None:
+    """One point as a line of the line protocol (tags sorted, values escaped).
+
+    Args:
+        point: The point (with an id).
+        numeric_only: Leave out string fields (VictoriaMetrics stores them as 0).
+
+    Returns:
+        The line, or None if no field is left (NaN and infinite values are left out too).
+
+    Example:
+        >>> t = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+        >>> print(to_line(Point("rating", {"hall": "h1"}, {"score": 5}, t, "f1")))
+        rating,hall=h1 score=5i 1793584800000000569
+    """
+    line = LinePoint(point.measurement)
+    for key in sorted(point.tags):
+        if point.tags[key] != "":
+            line.tag(key, point.tags[key])
+    kept = 0
+    for key, value in point.fields.items():
+        if numeric_only and isinstance(value, str):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        line.field(key, value)
+        kept += 1
+    if not kept:
+        return None
+    line.time(point_timestamp_ns(point), WritePrecision.NS)
+    return str(line.to_line_protocol())
+
+
+class LineProtocolStore:
+    """A :class:`~aggregator.store.timeseries.TimeSeriesStore` on a line-protocol server.
+
+    Args:
+        url: Write base URL: InfluxDB ``http://influx:8086``; VictoriaMetrics single node
+            ``http://vm:8428``, cluster ``http://vminsert:8480/insert/0/influx``.
+        flavour: ``victoriametrics`` or ``influxdb``.
+        token: API token (InfluxDB ``Token``; for VictoriaMetrics behind an auth proxy,
+            sent as ``Bearer`` on reads).
+        org: InfluxDB organization (needed by InfluxDB 2; VictoriaMetrics and InfluxDB 3
+            ignore it).
+        bucket: InfluxDB bucket (ignored by VictoriaMetrics).
+        query_url: Read base URL; None: ``url``. VictoriaMetrics cluster:
+            ``http://vmselect:8481/select/0/prometheus``.
+        batch_size: Points per write request.
+        flush_interval_s: Longest a queued point waits for its batch to fill.
+        max_pending: Points held in memory (queued or being sent) before writes block.
+        write_timeout_s: How long :meth:`write` blocks on a full outbox before raising.
+        backoff_initial_s: First retry delay; doubled per failure up to ``backoff_max_s``.
+        backoff_max_s: Longest retry delay.
+        request_timeout_s: Timeout of one HTTP request.
+        close_timeout_s: How long :meth:`close` tries to send what is queued.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        flavour: Flavour,
+        token: str | None = None,
+        org: str = "",
+        bucket: str = "hallwatch",
+        query_url: str | None = None,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+        max_pending: int = 100_000,
+        write_timeout_s: float = 30.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        request_timeout_s: float = 10.0,
+        close_timeout_s: float = 30.0,
+    ) -> None:
+        if flavour not in ("victoriametrics", "influxdb"):
+            raise ValueError(f"unknown line-protocol flavour {flavour!r}")
+        if batch_size < 1 or max_pending < 1:
+            raise ValueError("batch_size and max_pending must be positive")
+        self.url = url.rstrip("/")
+        self.query_url = (query_url or url).rstrip("/")
+        self.flavour = flavour
+        self.org = org
+        self.bucket = bucket
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_pending = max_pending
+        self.write_timeout_s = write_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.request_timeout_s = request_timeout_s
+        self.close_timeout_s = close_timeout_s
+        self._token = token
+        self._client = InfluxDBClient(
+            self.url,
+            token=token or "",
+            org=org or "-",  # the client needs one; VictoriaMetrics and InfluxDB 3 ignore it
+            timeout=int(request_timeout_s * 1000),
+            retries=False,  # the sender retries, with backoff and without limit
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._cond = threading.Condition()
+        self._outbox: deque[str] = deque()
+        self._unsent = 0  # queued + being sent
+        self._urgent = 0  # flush() callers waiting
+        self._closing = False
+        self._abandon = threading.Event()
+        self.sent = 0
+        """Points the server accepted."""
+        self.dropped = 0
+        """Points the server rejected as malformed (400/422)."""
+        self.lost = 0
+        """Points still unsent when :meth:`close` gave up."""
+        self._sender = threading.Thread(target=self._run, name="hallwatch-series", daemon=True)
+        self._sender.start()
+
+    @property
+    def pending(self) -> int:
+        """Points queued or being sent."""
+        with self._cond:
+            return self._unsent
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Queue points for the server; blocks while ``max_pending`` points are unsent.
+
+        Points already queued when the timeout strikes are still sent; writing them all
+        again is harmless (idempotent).
+
+        Raises:
+            ValueError: A point has no id or a naive time (nothing is queued).
+            SeriesBackpressureError: The outbox stayed full for ``write_timeout_s``.
+            RuntimeError: The store is closed.
+        """
+        numeric_only = self.flavour == "victoriametrics"
+        lines = [line for p in points if (line := to_line(p, numeric_only=numeric_only))]
+        deadline = time.monotonic() + self.write_timeout_s
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the time-series store is closed")
+            for i, line in enumerate(lines):
+                while self._unsent >= self.max_pending and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise SeriesBackpressureError(
+                            f"time-series server {self.url} does not keep up: "
+                            f"{self._unsent} points unsent for {self.write_timeout_s:g} s, "
+                            f"{len(lines) - i} of {len(lines)} not queued"
+                        )
+                    self._cond.wait(remaining)
+                self._outbox.append(line)
+                self._unsent += 1
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued now; wait until the server has it all.
+
+        Returns:
+            Whether nothing is left unsent (False: timed out, e.g. the server is down).
+        """
+        with self._cond:
+            self._urgent += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._unsent == 0, timeout)
+            finally:
+                self._urgent -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued (for up to ``timeout``, default ``close_timeout_s``), stop.
+
+        Points the server still has not taken then are logged as lost (see :attr:`lost`).
+        """
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+            flushed = self._cond.wait_for(
+                lambda: self._unsent == 0,
+                self.close_timeout_s if timeout is None else timeout,
+            )
+        if not flushed:
+            self._abandon.set()
+        self._sender.join(self.request_timeout_s + 5)
+        if self.lost:
+            logger.error(
+                "time-series store closed with %d points not written to %s", self.lost, self.url
+            )
+        self._client.close()
+
+    # -- sender ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._send(batch)
+            with self._cond:
+                self._unsent -= len(batch)
+                self._cond.notify_all()
+
+    def _take_batch(self) -> list[str] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._outbox) or self._closing)
+            if not self._outbox:
+                return None  # closing and nothing left
+            if len(self._outbox) < self.batch_size:
+                self._cond.wait_for(
+                    lambda: (
+                        len(self._outbox) >= self.batch_size or self._urgent > 0 or self._closing
+                    ),
+                    self.flush_interval_s,
+                )
+            n = min(self.batch_size, len(self._outbox))
+            return [self._outbox.popleft() for _ in range(n)]
+
+    def _send(self, batch: list[str]) -> None:
+        delay = self.backoff_initial_s
+        failures = 0
+        while True:
+            try:
+                self._write_api.write(self.bucket, self.org or "-", batch, write_precision=_NS)
+            except ApiException as exc:
+                if exc.status in _DROP_STATUSES:
+                    self.dropped += len(batch)
+                    logger.error(
+                        "time-series server rejected %d points (HTTP %s): %s",
+                        len(batch),
+                        exc.status,
+                        (exc.body or "")[:300],
+                    )
+                    return
+                reason = f"HTTP {exc.status}"
+                delay = max(delay, _retry_after(exc))
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                reason = type(exc).__name__
+            except Exception as exc:  # never let the sender die: points would pile up
+                logger.exception("unexpected error writing time series to %s", self.url)
+                reason = type(exc).__name__
+            else:
+                self.sent += len(batch)
+                if failures:
+                    logger.info(
+                        "time-series server %s is back after %d failed attempts", self.url, failures
+                    )
+                return
+            failures += 1
+            if self._abandon.is_set():
+                self.lost += len(batch) + self._drain()
+                return
+            log = logger.warning if failures == 1 else logger.debug
+            log(
+                "time-series write to %s failed (%s), attempt %d; retrying in %.1f s",
+                self.url,
+                reason,
+                failures,
+                delay,
+            )
+            if self._abandon.wait(delay):
+                self.lost += len(batch) + self._drain()
+                return
+            delay = min(delay * 2, self.backoff_max_s)
+
+    def _drain(self) -> int:
+        with self._cond:
+            n = len(self._outbox)
+            self._outbox.clear()
+            self._unsent -= n
+            self._cond.notify_all()
+        return n
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def query(
+        self,
+        measurement: str,
+        *,
+        hall: str,
+        start: datetime,
+        end: datetime,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Point]:
+        """Points of one measurement and hall with ``start <= time < end``, oldest first.
+
+        On VictoriaMetrics times and bounds are compared in whole milliseconds.
+        """
+        wanted = {"hall": hall, **(tags or {})}
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("query bounds must be timezone-aware")
+        if self.flavour == "victoriametrics":
+            points = self._query_victoria(measurement, wanted, start, end)
+        else:
+            points = self._query_influx(measurement, wanted, start, end)
+        return sorted(points, key=lambda p: (p.time, sorted(p.tags.items())))
+
+    def _query_victoria(
+        self, measurement: str, wanted: Mapping[str, str], start: datetime, end: datetime
+    ) -> list[Point]:
+        start_ms, end_ms = _millis(start), _millis(end)
+        if end_ms <= start_ms:
+            return []
+        selector = [f"__name__=~{_promql_string(re.escape(measurement) + '_.+')}"]
+        selector += [f"{k}={_promql_string(v)}" for k, v in sorted(wanted.items())]
+        params = {
+            "match[]": "{" + ",".join(selector) + "}",
+            "start": f"{start_ms / 1000:.3f}",
+            "end": f"{(end_ms - 1) / 1000:.3f}",  # inclusive there
+        }
+        request = urllib.request.Request(
+            f"{self.query_url}/api/v1/export?{urllib.parse.urlencode(params)}"
+        )
+        if self._token:
+            request.add_header("Authorization", f"Bearer {self._token}")
+        with urllib.request.urlopen(request, timeout=self.request_timeout_s) as response:
+            body = response.read().decode()
+        rows: list[tuple[dict[str, str], str, int, FieldValue]] = []
+        prefix = measurement + "_"
+        for text in body.splitlines():
+            if not text.strip():
+                continue
+            series = json.loads(text)
+            labels: dict[str, str] = dict(series["metric"])
+            name = labels.pop("__name__", "")
+            if not name.startswith(prefix):
+                continue
+            for value, ts in zip(series["values"], series["timestamps"], strict=True):
+                if start_ms <= ts < end_ms:
+                    rows.append((labels, name[len(prefix) :], int(ts) * 1000, float(value)))
+        return _group(measurement, rows)
+
+    def _query_influx(
+        self, measurement: str, wanted: Mapping[str, str], start: datetime, end: datetime
+    ) -> list[Point]:
+        conditions = [f"r._measurement == {_flux_string(measurement)}"]
+        conditions += [f"r[{_flux_string(k)}] == {_flux_string(v)}" for k, v in wanted.items()]
+        flux = (
+            f"from(bucket: {_flux_string(self.bucket)})\n"
+            f"  |> range(start: {_flux_time(start)}, stop: {_flux_time(end)})\n"
+            f"  |> filter(fn: (r) => {' and '.join(conditions)})"
+        )
+        tables = self._client.query_api().query(flux, org=self.org or None)
+        rows: list[tuple[dict[str, str], str, int, FieldValue]] = []
+        for table in tables:
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                labels = {
+                    k: str(v)
+                    for k, v in values.items()
+                    if not k.startswith("_") and k not in ("result", "table") and v is not None
+                }
+                if values.get("_value") is None:
+                    continue
+                when: datetime = values["_time"]
+                rows.append((labels, str(values["_field"]), _micros(when), values["_value"]))
+        return _group(measurement, rows)
+
+
+def _group(
+    measurement: str, rows: Iterable[tuple[dict[str, str], str, int, FieldValue]]
+) -> list[Point]:
+    """Rows of (tags, field, time in µs, value) as points, one per (tags, time)."""
+    grouped: dict[tuple[tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
+    for labels, field_name, micros, value in rows:
+        grouped.setdefault((tuple(sorted(labels.items())), micros), {})[field_name] = value
+    return [
+        Point(measurement, dict(labels), fields, _from_micros(micros))
+        for (labels, micros), fields in grouped.items()
+    ]
+
+
+def _micros(dt: datetime) -> int:
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _millis(dt: datetime) -> int:
+    return _micros(dt) // 1000
+
+
+def _from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+def _promql_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a PromQL double-quoted string escapes like JSON
+
+
+def _flux_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    return f'"{escaped}"'
+
+
+def _flux_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _retry_after(exc: ApiException) -> float:
+    try:
+        headers: Any = exc.headers or {}
+        return min(float(headers.get("Retry-After", 0)), 300.0)
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,178 @@
+"""A real VictoriaMetrics single node for integration tests, on a loopback port.
+
+Started with a retention of 100 years (tests write past dates), no latency offset (the
+newest samples are readable at once) and deduplication to 1 ms (the same sample written
+twice is one sample, as in production).
+
+Example:
+    >>> with VictoriaMetrics() as vm:  # doctest: +SKIP
+    ...     print(vm.url)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hallwatch.broker import free_port
+from tests.support.mosquitto import port_open
+
+VICTORIA_CANDIDATES = ("/usr/bin/victoria-metrics", "/usr/local/bin/victoria-metrics")
+
+
+def find_victoria() -> str | None:
+    """Path of the victoria-metrics binary, or None if it is not installed."""
+    for candidate in VICTORIA_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("victoria-metrics")
+
+
+class VictoriaMetrics:
+    """One victoria-metrics process; restartable on the same port and data folder.
+
+    Args:
+        port: Port to listen on (loopback only); None picks a free one.
+        binary: victoria-metrics executable (default: found on the system).
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
+        found = binary or find_victoria()
+        if found is None:
+            raise FileNotFoundError("victoria-metrics is not installed")
+        self.binary = found
+        self.port = port if port is not None else free_port(self.host)
+        self.dir = Path(tempfile.mkdtemp(prefix="hallwatch-victoria-"))
+        self.log_path = self.dir / "victoria.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL (``http://127.0.0.1:PORT``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line it runs."""
+        return [
+            self.binary,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.dir / 'data'}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-dedup.minScrapeInterval=1ms",
+            "-loggerLevel=WARN",
+        ]
+
+    def healthy(self) -> bool:
+        """Whether ``/health`` answers OK."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until ``/health`` answers.
+
+        Raises:
+            RuntimeError: It exited or was not healthy in time (its log is in the message).
+        """
+        if self.running:
+            return
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"victoria-metrics exited:\n{self.log_text()}")
+            if self.healthy():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"victoria-metrics not healthy on {self.port}:\n{self.log_text()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM: it writes its buffers to disk; then SIGKILL)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data folder."""
+        self.stop()
+        self.start()
+
+    def force_flush(self) -> None:
+        """Make the samples received so far searchable (``/internal/force_flush``)."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5) as response:
+            response.read()
+
+    def export(self, match: str, start: float = 0, end: float | None = None) -> list[Any]:
+        """Raw series from ``/api/v1/export`` (after a force flush), one dict per series.
+
+        Args:
+            match: A series selector, e.g. ``{__name__=~"queue_.+"}``.
+            start: Unix seconds.
+            end: Unix seconds; None: now.
+        """
+        self.force_flush()
+        params = {"match[]": match, "start": f"{start:.3f}"}
+        if end is not None:
+            params["end"] = f"{end:.3f}"
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=5) as response:
+            body = response.read().decode()
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def log_text(self) -> str:
+        """The server's log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self) -> None:
+        """Stop and remove the temp folder (data included)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> VictoriaMetrics:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
