@@ -3,8 +3,9 @@
 Everything a replica needs lives here, not in memory: the dedup ledger of fact ids, the
 live state of posts, devices, zones and edges, alerts, and the dead letters (evidence
 snapshots are in :mod:`aggregator.store.evidence`, on the same ``Base``). SQLite by default
-(WAL, ``BEGIN IMMEDIATE`` for writes), PostgreSQL in production. ``Base.metadata`` is
-what an Alembic ``env.py`` targets; :meth:`StateStore.create_all` is the embedded shortcut.
+(WAL, ``BEGIN IMMEDIATE`` for writes), PostgreSQL by URL. ``Base.metadata`` is what the
+Alembic migrations (:mod:`aggregator.store.migrate`) target; :meth:`StateStore.migrate`
+brings a database to their newest revision.
 
 All datetimes are timezone-aware UTC in Python; SQLite stores them as naive UTC text
 (:class:`UTCDateTime` restores the zone).
@@ -18,7 +19,7 @@ from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     DateTime,
@@ -43,6 +44,9 @@ from sqlalchemy.types import TypeDecorator
 
 from hallwatch.contract import AlertState, utcnow
 from hallwatch.privacy import mask_id_numbers, mask_id_numbers_text
+
+if TYPE_CHECKING:
+    from aggregator.store.migrate import UpgradeOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -334,9 +338,25 @@ class StateStore:
         """The URL with its password masked, for logs."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    def migrate(self) -> UpgradeOutcome:
+        """Bring the schema to the newest migration (see :mod:`aggregator.store.migrate`).
+
+        A database from before migrations existed is stamped first if its schema is the
+        baseline's. An in-memory SQLite database is made by ``create_all`` and stamped
+        (twice as fast as running the revisions; the tests check both give one schema).
+
+        Raises:
+            aggregator.store.migrate.SchemaMismatchError: Tables without migration history
+                that are not the baseline schema.
+        """
+        from aggregator.store.migrate import upgrade  # it imports this module
+
+        with self._turns:
+            return upgrade(self.engine, create_fresh=_is_sqlite_memory(self.url))
+
     def create_all(self) -> None:
-        """Create missing tables (the embedded default; production runs migrations)."""
-        Base.metadata.create_all(self.engine)
+        """Make the schema current: :meth:`migrate` (this name is kept for its callers)."""
+        self.migrate()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,0 +1,1 @@
+"""The Alembic environment of the state database (see :mod:`aggregator.store.migrate`)."""
