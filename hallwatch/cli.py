@@ -5,6 +5,7 @@ hallwatch config validate FILE...       check hall configs, pointing at the YAML
 hallwatch edge --config HALL.yaml       run a hall's edge worker
 hallwatch aggregator --hall HALL.yaml   run the aggregator (API, ingest, rules)
 hallwatch replay VIDEO --config HALL.yaml --camera CAM   facts a video would produce
+hallwatch export DATASET --hall-id ID -o FILE   export a dataset (audited) for auditors
 """
 
 from __future__ import annotations
@@ -80,6 +81,83 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return replay_to_stdout(Path(args.video), Path(args.config), args.camera)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import getpass
+    from datetime import UTC, datetime, tzinfo
+
+    from tqdm import tqdm
+
+    from aggregator.export import (
+        ExportFormat,
+        ExportQuery,
+        ExportRecord,
+        TimeFormat,
+        UnknownDatasetError,
+        open_audit_source,
+        open_source,
+        record_export,
+        write_export,
+    )
+    from aggregator.service import build_series_store, load_halls
+    from aggregator.settings import AggregatorSettings
+    from aggregator.store.state import StateStore
+
+    overrides: dict[str, object] = {}
+    if args.hall:
+        overrides["halls"] = [Path(p) for p in args.hall]
+    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    output: Path = args.output
+    fmt = ExportFormat(args.format or output.suffix.lstrip(".") or "csv")
+    time_format = TimeFormat(args.time_format)
+    state = StateStore(settings.database_url)
+    state.migrate()
+    series = build_series_store(settings) if args.dataset.startswith("series/") else None
+    try:
+        if args.dataset == "audit":
+            hall_id = None
+            tz: tzinfo = UTC
+            source = open_audit_source(state, time_format=time_format)
+            filters: dict[str, str | None] = {"time_format": time_format.value}
+        else:
+            halls = load_halls(settings.halls)
+            if args.hall_id not in halls:
+                print(
+                    f"unknown hall {args.hall_id!r}; configured: {sorted(halls)}", file=sys.stderr
+                )
+                return 2
+            config = halls[args.hall_id]
+            hall_id, tz = config.hall.id, config.tzinfo
+
+            def when(text: str | None) -> datetime | None:
+                if text is None:
+                    return None
+                value = datetime.fromisoformat(text)
+                return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+            query = ExportQuery(
+                hall=config, since=when(args.since), until=when(args.until), window=args.window,
+                department=args.department, time_format=time_format,
+            )  # fmt: skip
+            source = open_source(args.dataset, query, state=state, series=series)
+            filters = query.filters()
+        with tqdm(unit=" rows", file=sys.stderr, disable=args.no_progress) as bar:
+            rows = write_export(source, fmt, output, on_rows=bar.update)
+        record = ExportRecord(
+            actor=getpass.getuser(), via="cli", hall=hall_id, dataset=args.dataset,
+            format=fmt.value, rows=rows, filters=filters,
+        )  # fmt: skip
+        record_export(state, record)
+    except UnknownDatasetError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        if series is not None:
+            series.close()
+        state.dispose()
+    print(f"{rows} rows of {args.dataset} → {output}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hallwatch.demo.run import run_demo
 
@@ -128,13 +206,32 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True, help="Hall YAML file.")
     replay.add_argument("--camera", required=True, help="Camera id the video comes from.")
     replay.set_defaults(func=_cmd_replay)
+
+    export = sub.add_parser("export", help="Export a dataset for auditors (recorded).")
+    export.add_argument(
+        "dataset",
+        help="alerts, anomalies, anomaly_transitions, series/<measurement> or audit.",
+    )
+    export.add_argument("--hall-id", help="Hall to export (not for audit).")
+    export.add_argument("--hall", action="append", help="Hall YAML file (repeatable).")
+    export.add_argument("-o", "--output", required=True, type=Path, help="File to write.")
+    export.add_argument(
+        "--format", choices=["csv", "xlsx", "parquet"], help="Default: the output's suffix."
+    )
+    export.add_argument("--since", help="From (ISO 8601; hall-local if no offset).")
+    export.add_argument("--until", help="Until, exclusive (ISO 8601).")
+    export.add_argument("--window", help="Only this window.")
+    export.add_argument("--department", help="Only this department's windows.")
+    export.add_argument("--time-format", choices=["iso", "gbt"], default="iso")
+    export.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hallwatch`` console script."""
     args = build_parser().parse_args(argv)
-    quiet = args.command == "replay" or (
+    quiet = args.command in ("replay", "export") or (
         args.command == "demo" and args.seconds is not None and not args.verbose
     )
     _setup_logging(args.verbose, quiet=quiet)

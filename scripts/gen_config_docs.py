@@ -29,7 +29,7 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hallwatch.config import devices, loader, models, zones  # noqa: E402
+from hallwatch.config import devices, loader, models, scoring, zones  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
 
@@ -52,6 +52,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("zones[].classifier", zones.HygieneClassifierConfig),
     ("environment", zones.EnvironmentConfig),
     ("evidence", zones.EvidenceConfig),
+    ("scoring", scoring.ScoringModel),
 ]
 
 INTRO = """\

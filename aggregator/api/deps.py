@@ -159,6 +159,19 @@ def get_cases(services: ServicesDep) -> CaseRegister:
 CasesDep = Annotated[CaseRegister, Depends(get_cases)]
 
 
+def get_series(services: ServicesDep) -> TimeSeriesStore:
+    """The time-series store (503 if the app was not given one)."""
+    series = services.series
+    if series is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no time-series store attached to this API"
+        )
+    return series
+
+
+SeriesDep = Annotated[TimeSeriesStore, Depends(get_series)]
+
+
 def require_roles(*roles: Role) -> Callable[[Caller], Caller]:
     """A dependency admitting only callers with one of ``roles``.
 

@@ -26,7 +26,15 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
-from aggregator.api.deps import Caller, HallDep, Role, ServicesDep, StateDep, require_roles
+from aggregator.api.deps import (
+    Caller,
+    HallDep,
+    Role,
+    SeriesDep,
+    ServicesDep,
+    StateDep,
+    require_roles,
+)
 from aggregator.api.models import (
     FlowBucketOut,
     FlowOut,
@@ -39,7 +47,7 @@ from aggregator.api.models import (
 )
 from aggregator.store.evidence import get_evidence
 from aggregator.store.state import Alert
-from aggregator.store.timeseries import MEASUREMENT_FLOW, MEASUREMENT_OCCUPANCY, TimeSeriesStore
+from aggregator.store.timeseries import MEASUREMENT_FLOW, MEASUREMENT_OCCUPANCY
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import AlertKind, HygieneMethod, HygieneState, utcnow
 
@@ -55,22 +63,11 @@ SnapshotViewerDep = Annotated[
 ]
 
 
-def get_series(services: ServicesDep) -> TimeSeriesStore:
-    """The time-series store (503 if the app was not given one)."""
-    series = services.series
-    if series is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "no time-series store attached to this API"
-        )
-    return series
-
-
 def get_retention_days(services: ServicesDep) -> int:
     """Days snapshots are kept."""
     return services.evidence_retention_days
 
 
-SeriesDep = Annotated[TimeSeriesStore, Depends(get_series)]
 RetentionDep = Annotated[int, Depends(get_retention_days)]
 
 
