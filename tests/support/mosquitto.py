@@ -21,12 +21,17 @@ from hallwatch.broker import free_port
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
-def find_mosquitto() -> str | None:
-    """Path of the mosquitto binary, or None if it is not installed."""
-    for candidate in MOSQUITTO_CANDIDATES:
+def find_binary(name: str, candidates: tuple[str, ...]) -> str | None:
+    """The first executable of ``candidates``, else ``name`` on the PATH, else None."""
+    for candidate in candidates:
         if os.access(candidate, os.X_OK):
             return candidate
-    return shutil.which("mosquitto")
+    return shutil.which(name)
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, or None if it is not installed."""
+    return find_binary("mosquitto", MOSQUITTO_CANDIDATES)
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -25,17 +24,14 @@ from types import TracebackType
 from typing import Any
 
 from hallwatch.broker import free_port
-from tests.support.mosquitto import port_open
+from tests.support.mosquitto import find_binary, port_open
 
 VICTORIA_CANDIDATES = ("/usr/bin/victoria-metrics", "/usr/local/bin/victoria-metrics")
 
 
 def find_victoria() -> str | None:
     """Path of the victoria-metrics binary, or None if it is not installed."""
-    for candidate in VICTORIA_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("victoria-metrics")
+    return find_binary("victoria-metrics", VICTORIA_CANDIDATES)
 
 
 class VictoriaMetrics:
