@@ -9,7 +9,9 @@ to the same sinks (MQTT alerts topic, live bus), and so are 环境差 and crowdi
 (:class:`~aggregator.rules.zone_alerts.ZoneAlertRule`; the ticker opens the 环境差 alerts
 of zones still dirty when service time begins). The ticker's housekeeping deletes
 evidence snapshots older than ``evidence_retention_days``, and those no alert uses older
-than ``evidence_unused_grace_h``, at most once an hour.
+than ``evidence_unused_grace_h``, at most once an hour. A second thread runs the report
+scheduler (:class:`~aggregator.reports.runs.ReportRunner`, every ``report_check_s``):
+daily reports, monthly statistics, bulletins, and failed pushes retried.
 
 :class:`AggregatorService` is what the CLI (``hallwatch aggregator``) and the demo start.
 Everything runs in background threads of the calling process, so the demo can run an
@@ -44,6 +46,7 @@ from aggregator.cases.register import CaseRegister
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
 from aggregator.notify.sms import SmsNotifier
+from aggregator.reports.runs import PushTarget, ReportRunner
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
 from aggregator.rules.zone_alerts import ZoneAlertRule
@@ -161,6 +164,19 @@ class AggregatorService:
             client = self.mqtt = MqttIngest(settings, self.ingestor)
             self.sink.sinks.append(MqttAlertPublisher(client.client))
             mqtt_connected = lambda: client.connected  # noqa: E731
+        self.reports = ReportRunner(
+            self.state,
+            self.series,
+            self.halls,
+            settings.report_dir,
+            settings.daily_report_time(),
+            PushTarget(
+                url=settings.report_push_url or None,
+                token=settings.report_push_token,
+                retries=settings.report_push_retries,
+                timeout_s=settings.report_push_timeout_s,
+            ),
+        )
         self.app = create_app(
             ApiServices(
                 state=self.state,
@@ -171,8 +187,10 @@ class AggregatorService:
                 sse_heartbeat_s=settings.sse_heartbeat_s,
                 series=self.series,
                 evidence_retention_days=settings.evidence_retention_days,
+                reports=self.reports,
             )
         )
+        self._reporter: threading.Thread | None = None
         self._purged_at: datetime | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -223,6 +241,10 @@ class AggregatorService:
             self.mqtt.start()
         self._ticker = threading.Thread(target=self._tick, name="hallwatch-rules", daemon=True)
         self._ticker.start()
+        self._reporter = threading.Thread(
+            target=self._report_tick, name="hallwatch-reports", daemon=True
+        )
+        self._reporter.start()
         self._start_http(timeout)
         logger.info("aggregator API at %s", self.url)
 
@@ -288,6 +310,14 @@ class AggregatorService:
             except Exception:
                 logger.exception("housekeeping failed; retrying at the next tick")
 
+    def _report_tick(self) -> None:
+        # Its own thread: a slow push endpoint must not hold up the supervision rules.
+        while not self._stop.wait(self.settings.report_check_s):
+            try:
+                self.reports.tick(self.clock())
+            except Exception:
+                logger.exception("report scheduler failed; retrying at the next tick")
+
     def housekeeping(self, now: datetime) -> int | None:
         """Delete evidence snapshots past the retention, and those no alert uses past the
         grace (:func:`~aggregator.store.evidence.purge_evidence`), at most once per hour.
@@ -333,6 +363,9 @@ class AggregatorService:
         if self._ticker is not None:
             self._ticker.join(timeout)
             self._ticker = None
+        if self._reporter is not None:
+            self._reporter.join(timeout)
+            self._reporter = None
         if self.mqtt is not None:
             self.mqtt.stop(timeout)
         if self.sms is not None:

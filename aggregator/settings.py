@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import socket
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -167,6 +168,38 @@ class AggregatorSettings(BaseSettings):
         default=5, gt=0, le=60, description="Timeout of one request to the SMS gateway."
     )
 
+    report_dir: Path = Field(
+        default=Path("var/reports"),
+        description="Where report files go: <hall>/<kind>/<period>.json and .xlsx "
+        "(docs/reports.md).",
+    )
+    daily_report_at: str = Field(
+        default="16:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Hall-local HH:MM the daily report is produced and pushed at on working "
+        "days; before 17:00, the reporting deadline.",
+    )
+    report_push_url: str | None = Field(
+        default=None,
+        repr=False,  # may hold credentials
+        description="Webservice endpoint reports are POSTed to as JSON; None or empty: files only.",
+    )
+    report_push_token: SecretStr | None = Field(
+        default=None, description="Report endpoint token, sent as ``Authorization: Bearer …``."
+    )
+    report_push_retries: int = Field(
+        default=3, ge=0, le=10, description="Further attempts of a failed push, per tick."
+    )
+    report_push_timeout_s: float = Field(
+        default=10, gt=0, le=120, description="Timeout of one push request."
+    )
+    report_check_s: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Period of the report scheduler (due reports, failed pushes retried).",
+    )
+
     @field_validator("halls", mode="before")
     @classmethod
     def _split_halls(cls, value: Any) -> Any:
@@ -178,6 +211,17 @@ class AggregatorSettings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("daily_report_at")
+    @classmethod
+    def _before_five(cls, value: str) -> str:
+        if value >= "17:00":
+            raise ValueError(f"daily_report_at must be before 17:00, got {value}")
+        return value
+
+    def daily_report_time(self) -> time:
+        """``daily_report_at`` as a time of day."""
+        return time.fromisoformat(self.daily_report_at)
 
     @model_validator(mode="after")
     def _series_server_needs_url(self) -> AggregatorSettings:

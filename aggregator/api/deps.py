@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
@@ -32,6 +32,9 @@ from aggregator.cases.register import CaseRegister
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import TimeSeriesStore
 from hallwatch.config.models import HallConfig
+
+if TYPE_CHECKING:
+    from aggregator.reports.runs import ReportRunner
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ApiServices:
             answer 503).
         evidence_retention_days: Days snapshots are kept (named when a purged one is asked
             for).
+        reports: The report runner (None: the report routes answer 503).
     """
 
     state: StateStore
@@ -61,6 +65,7 @@ class ApiServices:
     sse_heartbeat_s: float = 15.0
     series: TimeSeriesStore | None = None
     evidence_retention_days: int = 180
+    reports: ReportRunner | None = None
 
 
 def get_services(request: Request) -> ApiServices:

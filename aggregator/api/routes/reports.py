@@ -1,0 +1,189 @@
+"""Scheduled reports (日报, 月度统计, 通报): list runs, download files, (re)produce.
+
+- ``GET /api/v1/halls/{hall}/reports[?kind=daily]``: the hall's report runs, newest first;
+- ``GET /api/v1/halls/{hall}/reports/{kind}/{period}?format=json|xlsx``: a report file;
+- ``POST /api/v1/halls/{hall}/reports/{kind}/{period}``: produce (again) a daily
+  (``YYYY-MM-DD``) or monthly (``YYYY-MM``) report; same data, same digest, no new row;
+- ``GET|POST /api/v1/reports/bulletin/{month}``: the bulletin, for callers who see every
+  hall (it ranks them all).
+
+The runner comes from :class:`ApiServices` (``reports``, set by the aggregator service);
+without one these routes answer 503. Producing needs the supervision officer or admin role.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from aggregator.api.deps import Caller, CallerDep, HallDep, Role, ServicesDep, require_roles
+from aggregator.export.writers import ExportFormat
+from aggregator.reports.runs import ALL_HALLS, ReportRun, ReportRunner, RunResult
+from aggregator.reports.schedule import ReportKind
+from hallwatch.contract import utcnow
+
+router = APIRouter(tags=["reports"])
+
+OfficerDep = Annotated[Caller, Depends(require_roles(Role.SUPERVISION_OFFICER, Role.ADMIN))]
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def get_runner(services: ServicesDep) -> ReportRunner:
+    """The report runner of the app (503 without one)."""
+    runner = services.reports
+    if runner is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "reports are not configured")
+    return runner
+
+
+RunnerDep = Annotated[ReportRunner, Depends(get_runner)]
+
+
+class RunOut(BaseModel):
+    """One report run."""
+
+    id: int
+    hall: str
+    kind: str
+    period: str
+    produced_at: datetime
+    digest: str
+    push_state: str
+    push_attempts: int
+    push_error: str
+    pushed_at: datetime | None
+
+
+class ProducedOut(BaseModel):
+    """What producing a report did."""
+
+    run: RunOut
+    changed: bool
+
+
+def _check_period(kind: ReportKind, period: str) -> None:
+    try:
+        if kind is ReportKind.DAILY:
+            date.fromisoformat(period)
+            if len(period) != 10:
+                raise ValueError
+        elif not _MONTH.match(period):
+            raise ValueError
+    except ValueError as exc:
+        shape = "YYYY-MM-DD" if kind is ReportKind.DAILY else "YYYY-MM"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{kind.value} period must be {shape}"
+        ) from exc
+
+
+def _run_out(row: ReportRun) -> RunOut:
+    return RunOut(
+        id=row.id,
+        hall=row.hall,
+        kind=row.kind,
+        period=row.period,
+        produced_at=row.produced_at.astimezone(UTC),
+        digest=row.digest,
+        push_state=row.push_state,
+        push_attempts=row.push_attempts,
+        push_error=row.push_error,
+        pushed_at=row.pushed_at,
+    )
+
+
+def _produced(runner: ReportRunner, result: RunResult) -> ProducedOut:
+    with runner.state.read_session() as session:
+        row = session.get(ReportRun, result.run_id)
+        assert row is not None
+        return ProducedOut(run=_run_out(row), changed=result.changed)
+
+
+def _file(runner: ReportRunner, hall: str, kind: str, period: str, fmt: str) -> FileResponse:
+    json_path, xlsx_path = runner.paths(hall, kind, period)
+    path = json_path if fmt == "json" else xlsx_path
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} report of {hall} for {period}")
+    media = "application/json" if fmt == "json" else ExportFormat.XLSX.media_type
+    return FileResponse(path, media_type=media, filename=f"{hall}-{kind}-{period}.{fmt}")
+
+
+def _only_halls(kind: ReportKind) -> ReportKind:
+    if kind is ReportKind.BULLETIN:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "bulletins are at /reports/bulletin/…")
+    return kind
+
+
+@router.get("/halls/{hall}/reports", response_model=list[RunOut], summary="Report runs")
+def list_runs(
+    hall: HallDep,
+    runner: RunnerDep,
+    _caller: CallerDep,
+    kind: Annotated[ReportKind | None, Query()] = None,
+) -> list[RunOut]:
+    """The hall's report runs, newest period first."""
+    query = select(ReportRun).where(ReportRun.hall == hall.hall.id)
+    if kind is not None:
+        query = query.where(ReportRun.kind == kind.value)
+    with runner.state.read_session() as session:
+        rows = session.scalars(query.order_by(ReportRun.period.desc(), ReportRun.kind)).all()
+        return [_run_out(r) for r in rows]
+
+
+@router.get("/halls/{hall}/reports/{kind}/{period}", summary="Download a report file")
+def download(
+    hall: HallDep,
+    kind: ReportKind,
+    period: str,
+    runner: RunnerDep,
+    _caller: CallerDep,
+    format: Annotated[Literal["json", "xlsx"], Query()] = "json",
+) -> FileResponse:
+    """The report's JSON or XLSX file (404 until produced)."""
+    _check_period(_only_halls(kind), period)
+    return _file(runner, hall.hall.id, kind.value, period, format)
+
+
+@router.post(
+    "/halls/{hall}/reports/{kind}/{period}",
+    response_model=ProducedOut,
+    summary="Produce a report (again)",
+)
+def produce(
+    hall: HallDep, kind: ReportKind, period: str, runner: RunnerDep, _caller: OfficerDep
+) -> ProducedOut:
+    """Produce a daily or monthly report now: files rewritten, pushed unless already sent
+    with the same digest."""
+    _check_period(_only_halls(kind), period)
+    return _produced(runner, runner.produce(kind, hall.hall.id, period, utcnow()))
+
+
+def _sees_all(caller: Caller) -> None:
+    if caller.halls is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the bulletin ranks every hall")
+
+
+@router.get("/reports/bulletin/{month}", summary="Download a bulletin")
+def download_bulletin(
+    month: str,
+    runner: RunnerDep,
+    caller: CallerDep,
+    format: Annotated[Literal["json", "xlsx"], Query()] = "json",
+) -> FileResponse:
+    """The bulletin of ``month`` (``YYYY-MM``)."""
+    _sees_all(caller)
+    _check_period(ReportKind.BULLETIN, month)
+    return _file(runner, ALL_HALLS, ReportKind.BULLETIN.value, month, format)
+
+
+@router.post("/reports/bulletin/{month}", response_model=ProducedOut, summary="Produce a bulletin")
+def produce_bulletin(month: str, runner: RunnerDep, caller: OfficerDep) -> ProducedOut:
+    """Produce the bulletin of ``month`` now."""
+    _sees_all(caller)
+    _check_period(ReportKind.BULLETIN, month)
+    return _produced(runner, runner.produce(ReportKind.BULLETIN, ALL_HALLS, month, utcnow()))
