@@ -265,6 +265,7 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
         mqtt_protocol="3.1.1",
         mqtt_client_id="hallwatch-demo-aggregator",
         http_port=http_port,
+        report_dir=workdir / "reports",
     )
     service = AggregatorService(settings, {DEMO_HALL: config})
     edge = EdgeWorker(config, stats_interval_s=10.0)
