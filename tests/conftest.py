@@ -5,11 +5,16 @@
   :class:`tests.support.mosquitto.Mosquitto`).
 - ``make_hall``: builds a valid :class:`~hallwatch.config.models.HallConfig` for tests.
 - ``unique_id``: a fresh id matching the contract's id pattern.
+
+Aggregators the tests start write their report files to a temporary folder
+(``HALLWATCH_REPORT_DIR``), never into the checkout.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +25,10 @@ from hallwatch.contract import new_id
 from tests.support.mosquitto import Mosquitto, find_mosquitto
 
 _counter = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HALLWATCH_REPORT_DIR", tempfile.mkdtemp(prefix="hallwatch-reports-"))
 
 
 @pytest.fixture(scope="session")
