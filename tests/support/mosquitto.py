@@ -29,6 +29,21 @@ def find_binary(name: str, candidates: tuple[str, ...]) -> str | None:
     return shutil.which(name)
 
 
+def stop_server(proc: subprocess.Popen[bytes] | None, host: str, port: int, timeout: float) -> None:
+    """Stop a test server process (SIGTERM, then SIGKILL) and wait until its port closes."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while port_open(host, port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def find_mosquitto() -> str | None:
     """Path of the mosquitto binary, or None if it is not installed."""
     return find_binary("mosquitto", MOSQUITTO_CANDIDATES)
@@ -123,17 +138,7 @@ class Mosquitto:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-        deadline = time.monotonic() + timeout
-        while port_open(self.host, self.port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stop_server(proc, self.host, self.port, timeout)
 
     def restart(self) -> None:
         """Stop and start again on the same port."""

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from hallwatch.broker import free_port
-from tests.support.mosquitto import find_binary, port_open
+from tests.support.mosquitto import find_binary, stop_server
 
 VICTORIA_CANDIDATES = ("/usr/bin/victoria-metrics", "/usr/local/bin/victoria-metrics")
 
@@ -110,17 +110,7 @@ class VictoriaMetrics:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM: it writes its buffers to disk; then SIGKILL)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-        deadline = time.monotonic() + timeout
-        while port_open(self.host, self.port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stop_server(proc, self.host, self.port, timeout)
 
     def restart(self) -> None:
         """Stop and start again on the same port and data folder."""
