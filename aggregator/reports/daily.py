@@ -8,7 +8,9 @@
 - anomalies (异常办件) opened, by kind; ratings (first evaluations) by level; ticket events
   by event; waits over the limit (count, longest);
 - incidents: 环境差 (``hygiene_bad``), device-offline and crowding alerts started in the
-  period, with their minutes within it.
+  period, with their minutes within it;
+- reported: the day's figures entered by hand or imported from systems that cannot push
+  (:mod:`aggregator.reports.daily_data`).
 
 Everything is sorted and no clock is read: the same data gives the same document and
 :func:`report_digest` (``produced_at`` is kept out of both and recorded with the run).
@@ -30,6 +32,7 @@ from sqlalchemy import select
 
 from aggregator.cases.models import Anomaly
 from aggregator.export.timefmt import TimeFormat, format_time
+from aggregator.reports.daily_data import StoredEntry, entries_of_day
 from aggregator.scores import Period, ScoreInputs, gather_inputs
 from aggregator.store.state import Alert, StateStore
 from aggregator.store.timeseries import (
@@ -86,6 +89,7 @@ class DailyReport:
         waits: Waits over the limit.
         incidents: Hygiene, device and crowding alerts, by start then subject.
         unattributed_anomalies: Anomalies without a window.
+        reported: The day's entered or imported figures (by source, item, window).
     """
 
     hall: str
@@ -98,6 +102,7 @@ class DailyReport:
     waits: WaitSummary
     incidents: tuple[Incident, ...]
     unattributed_anomalies: int = 0
+    reported: tuple[StoredEntry, ...] = ()
 
 
 def _clip(start: datetime, end: datetime | None, period: Period) -> float:
@@ -171,6 +176,7 @@ def build_daily(
         waits=WaitSummary(len(waited), max(waited, default=0.0)),
         incidents=tuple(incidents),
         unattributed_anomalies=inputs.unattributed_anomalies,
+        reported=tuple(entries_of_day(state, hid, day)),
     )
     logger.debug("daily report of %s for %s: %d windows", hid, day, len(report.windows))
     return report
@@ -214,6 +220,18 @@ def daily_document(report: DailyReport, hall: HallConfig) -> dict[str, Any]:
                 "minutes": i.minutes,
             }
             for i in report.incidents
+        ],
+        "reported": [
+            {
+                "source": r.source,
+                "item": r.item,
+                "window": r.window,
+                "value": r.value,
+                "note": r.note,
+                "entered_by": r.entered_by,
+                "entered_at": t(r.entered_at),
+            }
+            for r in report.reported
         ],
     }
 

@@ -44,6 +44,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, tex
 # Imported for their tables, which join Base.metadata: the 异常办件 register, the evidence.
 import aggregator.cases.models
 import aggregator.export.audit
+import aggregator.reports.daily_data
 import aggregator.reports.runs
 import aggregator.store.evidence  # noqa: F401
 from aggregator.store.state import Base

@@ -5,7 +5,13 @@
 - ``POST /api/v1/halls/{hall}/reports/{kind}/{period}``: produce (again) a daily
   (``YYYY-MM-DD``) or monthly (``YYYY-MM``) report; same data, same digest, no new row;
 - ``GET|POST /api/v1/reports/bulletin/{month}``: the bulletin, for callers who see every
-  hall (it ranks them all).
+  hall (it ranks them all);
+- ``POST /api/v1/halls/{hall}/daily-data``: enter daily data (a JSON list of entries) for
+  systems that cannot push; ``POST …/daily-data/import``: the same from the CSV template,
+  sent as the raw body (``Content-Type: text/csv``); ``GET …/daily-data?day=``: a day's
+  entries; ``GET /api/v1/daily-data/template.csv``: the template. Entering needs the hall
+  manager, supervision officer or admin role; a bad entry or line rejects them all (422,
+  one ``line N: field: message`` each). See :mod:`aggregator.reports.daily_data`.
 
 The runner comes from :class:`ApiServices` (``reports``, set by the aggregator service);
 without one these routes answer 503. Producing needs the supervision officer or admin role.
@@ -17,13 +23,22 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from aggregator.api.deps import Caller, CallerDep, HallDep, Role, ServicesDep, require_roles
 from aggregator.export.writers import ExportFormat
+from aggregator.reports.daily_data import (
+    DailyEntry,
+    EntryProblem,
+    check_entry,
+    entries_of_day,
+    parse_csv,
+    save_entries,
+    template_csv,
+)
 from aggregator.reports.runs import ALL_HALLS, ReportRun, ReportRunner, RunResult
 from aggregator.reports.schedule import ReportKind
 from hallwatch.contract import utcnow
@@ -31,6 +46,10 @@ from hallwatch.contract import utcnow
 router = APIRouter(tags=["reports"])
 
 OfficerDep = Annotated[Caller, Depends(require_roles(Role.SUPERVISION_OFFICER, Role.ADMIN))]
+EntererDep = Annotated[
+    Caller, Depends(require_roles(Role.HALL_MANAGER, Role.SUPERVISION_OFFICER, Role.ADMIN))
+]
+MAX_IMPORT_BYTES = 1 << 20
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -187,3 +206,122 @@ def produce_bulletin(month: str, runner: RunnerDep, caller: OfficerDep) -> Produ
     _sees_all(caller)
     _check_period(ReportKind.BULLETIN, month)
     return _produced(runner, runner.produce(ReportKind.BULLETIN, ALL_HALLS, month, utcnow()))
+
+
+# -- daily data from systems that cannot push ---------------------------------------------
+
+
+class DailyEntryIn(BaseModel):
+    """One entry of daily data (``window`` None: hall-wide)."""
+
+    day: str
+    source: str
+    item: str
+    window: str | None = None
+    value: float | str
+    note: str = ""
+
+
+class DailyEntryOut(BaseModel):
+    """One stored entry."""
+
+    day: str
+    source: str
+    item: str
+    window: str | None
+    value: float
+    note: str
+    entered_by: str
+    entered_at: datetime
+
+
+class DailySavedOut(BaseModel):
+    """What entering or importing did."""
+
+    created: int
+    replaced: int
+
+
+def _hall_windows(hall: HallDep) -> set[str]:
+    return {w.id for w in hall.windows} | {p.window for p in hall.posts if p.window}
+
+
+def _save(
+    services: ServicesDep,
+    hall: HallDep,
+    caller: Caller,
+    entries: list[DailyEntry],
+    problems: list[EntryProblem],
+) -> DailySavedOut:
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [str(p) for p in problems])
+    saved = save_entries(services.state, hall.hall.id, entries, caller.name)
+    return DailySavedOut(created=saved.created, replaced=saved.replaced)
+
+
+@router.post("/halls/{hall}/daily-data", response_model=DailySavedOut, summary="Enter daily data")
+def enter_daily_data(
+    hall: HallDep, services: ServicesDep, caller: EntererDep, body: list[DailyEntryIn]
+) -> DailySavedOut:
+    """Store entries (``line N`` in problems is the entry's position, from 1); an existing
+    (day, source, item, window) is replaced."""
+    windows = _hall_windows(hall)
+    entries: list[DailyEntry] = []
+    problems: list[EntryProblem] = []
+    for n, raw in enumerate(body, start=1):
+        entry, found = check_entry(n, raw.model_dump(), windows)
+        problems.extend(found)
+        if entry is not None:
+            entries.append(entry)
+    return _save(services, hall, caller, entries, problems)
+
+
+@router.post(
+    "/halls/{hall}/daily-data/import",
+    response_model=DailySavedOut,
+    summary="Import daily data from the CSV template",
+)
+async def import_daily_data(
+    hall: HallDep, services: ServicesDep, caller: EntererDep, request: Request
+) -> DailySavedOut:
+    """Import the CSV template sent as the body (UTF-8, ``text/csv``): all lines or none."""
+    raw = await request.body()
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "file over 1 MiB")
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, ["file: not UTF-8"]) from exc
+    entries, problems = parse_csv(content, _hall_windows(hall))
+    return _save(services, hall, caller, entries, problems)
+
+
+@router.get("/halls/{hall}/daily-data", response_model=list[DailyEntryOut], summary="Daily data")
+def list_daily_data(
+    hall: HallDep, services: ServicesDep, _caller: CallerDep, day: Annotated[str, Query()]
+) -> list[DailyEntryOut]:
+    """The hall's entries for ``day`` (``YYYY-MM-DD``)."""
+    _check_period(ReportKind.DAILY, day)
+    return [
+        DailyEntryOut(
+            day=e.day,
+            source=e.source,
+            item=e.item,
+            window=e.window,
+            value=e.value,
+            note=e.note,
+            entered_by=e.entered_by,
+            entered_at=e.entered_at.astimezone(UTC),
+        )
+        for e in entries_of_day(services.state, hall.hall.id, day)
+    ]
+
+
+@router.get("/daily-data/template.csv", summary="The daily data import template")
+def daily_data_template(_caller: CallerDep) -> Response:
+    """The CSV template: ``day,source,item,window,value,note``."""
+    return Response(
+        template_csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="daily-data-template.csv"'},
+    )
