@@ -12,19 +12,12 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from hallwatch.broker import free_port
-from tests.support.mosquitto import find_binary, stop_server
+from tests.support.server import ServerProcess, find_binary
 
 VICTORIA_CANDIDATES = ("/usr/bin/victoria-metrics", "/usr/local/bin/victoria-metrics")
 
@@ -34,7 +27,7 @@ def find_victoria() -> str | None:
     return find_binary("victoria-metrics", VICTORIA_CANDIDATES)
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(ServerProcess):
     """One victoria-metrics process; restartable on the same port and data folder.
 
     Args:
@@ -42,27 +35,18 @@ class VictoriaMetrics:
         binary: victoria-metrics executable (default: found on the system).
     """
 
-    host = "127.0.0.1"
+    stop_timeout_s = 10.0  # on SIGTERM it writes its buffers to disk
 
     def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
         found = binary or find_victoria()
         if found is None:
             raise FileNotFoundError("victoria-metrics is not installed")
-        self.binary = found
-        self.port = port if port is not None else free_port(self.host)
-        self.dir = Path(tempfile.mkdtemp(prefix="hallwatch-victoria-"))
-        self.log_path = self.dir / "victoria.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__("victoria-metrics", found, port)
 
     @property
     def url(self) -> str:
         """Base URL (``http://127.0.0.1:PORT``)."""
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         """The command line it runs."""
@@ -90,32 +74,7 @@ class VictoriaMetrics:
         Raises:
             RuntimeError: It exited or was not healthy in time (its log is in the message).
         """
-        if self.running:
-            return
-        log = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise RuntimeError(f"victoria-metrics exited:\n{self.log_text()}")
-            if self.healthy():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"victoria-metrics not healthy on {self.port}:\n{self.log_text()}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (SIGTERM: it writes its buffers to disk; then SIGKILL)."""
-        proc, self._proc = self._proc, None
-        stop_server(proc, self.host, self.port, timeout)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and data folder."""
-        self.stop()
-        self.start()
+        self._launch(self.command(), self.healthy, timeout, "not healthy")
 
     def force_flush(self) -> None:
         """Make the samples received so far searchable (``/internal/force_flush``)."""
@@ -138,27 +97,3 @@ class VictoriaMetrics:
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=5) as response:
             body = response.read().decode()
         return [json.loads(line) for line in body.splitlines() if line.strip()]
-
-    def log_text(self) -> str:
-        """The server's log so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def cleanup(self) -> None:
-        """Stop and remove the temp folder (data included)."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> VictoriaMetrics:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
