@@ -7,19 +7,15 @@ and kept in the dead-letter table with the reason, and ingest goes on. It raises
 infrastructure failures (the database is down), so the caller can retry without
 acknowledging the message.
 
-One fact = one transaction: the dedup ledger row (``SeenFact``; a duplicate id fails
-its primary key, atomically, across replicas), the time-series points (idempotent by id)
-and the state update commit together; live events and alerts go out after the commit.
-Ticket, wait, trips and rating facts go to the 异常办件 register
-(:class:`aggregator.cases.register.CaseRegister`) inside that transaction; queue gauges
-update ``QueueStatus``. Device facts update ``DeviceStatus`` and, through
-:class:`aggregator.rules.device_offline.DeviceOfflineRule`, open / resolve
-``device_offline`` alerts; only cameras pause the off-post clock. Hygiene and occupancy
-facts update ``ZoneStatus`` and open / resolve ``hygiene_bad`` and ``crowding`` alerts
-through :class:`aggregator.rules.zone_alerts.ZoneAlertRule`. Evidence snapshots are stored
-(:mod:`aggregator.store.evidence`) with the facts that start an episode: a presence change
-to ``off_post`` keeps its snapshot on the post's status until the absence ends, and the
-off-post alert of that absence links it. An older fact never overwrites newer state.
+Messages come in batches (:meth:`Ingestor.handle_batch`: what the MQTT worker found
+queued, up to ``ingest_batch_max``). The facts of a batch are written to the time-series
+store in one call (points are idempotent by fact id) and then share one state
+transaction: their dedup ledger rows (``SeenFact``; a duplicate id fails its primary
+key, atomically, across replicas) and their state updates
+(:class:`aggregator.fact_state.FactState`: posts, devices, queues, zones, the 异常办件
+register) commit together; live events and alerts go out after the commit, in order.
+One transaction per batch instead of per fact is what makes ingest keep up with a
+broker's backlog after an outage (``benchmarks/ingest.py``).
 
 A dead letter keeps the payload as received except a snapshot's image
 (``body.evidence.jpeg``, a picture of people), replaced by a marker
@@ -31,41 +27,30 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aggregator.bus import LiveBus, LiveEvent
-from aggregator.cases.models import Anomaly, QueueStatus
 from aggregator.cases.register import CaseRegister
+from aggregator.fact_state import FactState, RegisterFailedError, StateEffects
 from aggregator.rules.device_offline import DeviceOfflineRule
-from aggregator.rules.off_post import OffPostRule, PostSnapshot
+from aggregator.rules.off_post import OffPostRule
 from aggregator.rules.zone_alerts import ZoneAlertRule
-from aggregator.store.evidence import store_evidence
-from aggregator.store.state import DeviceStatus, EdgeStatusRow, PostStatus, SeenFact, StateStore
+from aggregator.store.state import EdgeStatusRow, SeenFact, StateStore
 from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
-    AlertMessage,
     ContractError,
-    DeviceFact,
-    DeviceKind,
+    EdgeStatus,
     Fact,
-    HygieneFact,
-    OccupancyFact,
-    PostState,
-    PresenceFact,
-    QueueFact,
-    RatingFact,
-    TicketFact,
-    TripsFact,
-    WaitFact,
     hall_of_topic,
     parse_edge_status,
     parse_fact,
@@ -83,6 +68,11 @@ LATENCY = Histogram(
     "hallwatch_ingest_latency_seconds",
     "Time to ingest one message (validate, dedup, store, update state).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH = Histogram(
+    "hallwatch_ingest_batch_messages",
+    "Messages per ingest batch (one state transaction for a batch's facts).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
 )
 LAG = Histogram(
     "hallwatch_fact_lag_seconds",
@@ -140,6 +130,27 @@ class _DuplicateError(Exception):
     pass
 
 
+_IDS_PER_QUERY = 500
+"""Fact ids per dedup query (well under every database's bound-parameter limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message as received: topic and raw payload."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A valid fact of a batch: its place in the batch, its message, the fact."""
+
+    index: int
+    message: Message
+    fact: Fact
+
+
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
 """Envelope fields the contract defaults but every received fact must carry."""
 
@@ -153,7 +164,7 @@ class Ingestor:
         halls: Hall configurations by hall id; facts of other halls are dead-lettered.
         bus: Live bus for presence/device/edge events (None: no live events).
         rule: The off-post rule, told about presence and observation changes and
-            evaluated after each presence change (None: no rules).
+            evaluated after each batch that changed a post (None: no rules).
         cases: The 异常办件 register, told about ticket, wait, trips and rating facts
             (None: those facts are only stored as series).
         devices: The device-offline rule, told about device state changes (None: no
@@ -185,9 +196,10 @@ class Ingestor:
         self.devices = devices
         self.zones = zones
         self.clock = clock
+        self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
-        """Ingest one message.
+        """Ingest one message (a batch of one: see :meth:`handle_batch`).
 
         Args:
             topic: The MQTT topic it arrived on.
@@ -200,15 +212,64 @@ class Ingestor:
             sqlalchemy.exc.SQLAlchemyError: The database failed (the message is neither
                 stored nor dead-lettered; retry it).
         """
+        return self.handle_batch([Message(topic, payload)])[0]
+
+    def handle_batch(self, messages: Sequence[Message]) -> list[IngestOutcome]:
+        """Ingest messages in order, consecutive facts in one state transaction.
+
+        Each message is validated on its own (a malformed one is dead-lettered and the
+        others go on). The facts between two edge-status messages are deduplicated with one
+        query, their points written to the time-series store in one call (before the state
+        transaction, which the store's backpressure then cannot hold open; points are
+        idempotent, so a retried batch writes nothing twice), and their state updates
+        committed together; live events and alerts go out after the commit, in order, and
+        the off-post rule is evaluated once per hall whose posts changed.
+
+        If one fact of a batch cannot be applied (the anomaly register fails on it, or
+        another replica stored one of its facts in the meantime) the batch is rolled back
+        and its facts applied one by one, so the others are not held back by it.
+
+        Args:
+            messages: Topic and payload of each message, in arrival order.
+
+        Returns:
+            The outcome of each message, in order.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database failed (nothing of the batch is
+                acknowledged-safe; retry it — what was stored is dropped as duplicate).
+        """
         started = time.perf_counter()
-        outcome = "error"
+        outcomes: list[IngestOutcome | None] = [None] * len(messages)
+        facts: list[_Pending] = []
+        rejected: list[tuple[int, Message, _RejectError]] = []
         try:
-            result = self._handle(topic, payload)
-            outcome = result.value
-            return result
+            for i, message in enumerate(messages):
+                try:
+                    routed = self._route(message.topic, message.payload)
+                except _RejectError as rej:
+                    rejected.append((i, message, rej))
+                    continue
+                if isinstance(routed, EdgeStatus):
+                    self._facts(facts, outcomes)  # the facts that came before it first
+                    facts = []
+                    outcomes[i] = self._edge_status(routed)
+                else:
+                    facts.append(_Pending(i, message, routed))
+            self._facts(facts, outcomes)
+            # last: a retry after a database failure above dead-letters nothing twice
+            for i, message, rejection in rejected:
+                self.dead_letter(
+                    message.topic, message.payload, rejection.reason, rejection.category
+                )
+                outcomes[i] = IngestOutcome.DEAD_LETTERED
         finally:
-            LATENCY.observe(time.perf_counter() - started)
-            MESSAGES.labels(outcome).inc()
+            per_message = (time.perf_counter() - started) / max(1, len(messages))
+            for outcome in outcomes:
+                LATENCY.observe(per_message)
+                MESSAGES.labels(outcome.value if outcome is not None else "error").inc()
+            BATCH.observe(len(messages))
+        return [o if o is not None else IngestOutcome.DEAD_LETTERED for o in outcomes]
 
     def dead_letter(self, topic: str, payload: bytes, reason: str, category: str) -> None:
         """Keep a message that cannot be ingested (without its snapshot's image: see
@@ -224,298 +285,162 @@ class Ingestor:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _handle(self, topic: str, payload: bytes) -> IngestOutcome:
-        try:
-            parts = topic.split("/")
-            hall = hall_of_topic(topic)
-            if hall is None or len(parts) != 5:
-                raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
-            if hall not in self.halls:
-                raise _RejectError("unknown_hall", f"unknown hall {hall!r} (not configured)")
-            if parts[3:] == ["edge", "status"]:
-                return self._edge_status(hall, payload)
-            if parts[3] != "facts":
-                raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
-            try:
-                fact = parse_fact(payload)
-            except ContractError as exc:
-                raise _RejectError("invalid", f"invalid fact: {exc}") from exc
-            missing = _REQUIRED_ON_WIRE - fact.model_fields_set
-            if missing:
-                # The contract fills these with defaults (for senders); a receiver must
-                # not: a made-up id defeats dedup, a made-up ts misdates the fact.
-                names = ", ".join(sorted(m.replace("schema_version", "schema") for m in missing))
-                raise _RejectError("invalid", f"invalid fact: missing {names}")
-            if fact.hall != hall:
-                raise _RejectError(
-                    "topic_mismatch", f"payload hall {fact.hall!r} != topic hall {hall!r}"
-                )
-            if fact.kind.value != parts[4]:
-                raise _RejectError(
-                    "topic_mismatch", f"payload kind {fact.kind.value!r} != topic kind {parts[4]!r}"
-                )
-            return self._fact(fact)
-        except _RejectError as rej:
-            self.dead_letter(topic, payload, rej.reason, rej.category)
-            return IngestOutcome.DEAD_LETTERED
+    def _route(self, topic: str, payload: bytes) -> Fact | EdgeStatus:
+        """The fact or edge status a message carries.
 
-    def _fact(self, fact: Fact) -> IngestOutcome:
+        Raises:
+            _RejectError: The message is malformed or not for a configured hall.
+        """
+        parts = topic.split("/")
+        hall = hall_of_topic(topic)
+        if hall is None or len(parts) != 5:
+            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
+        if hall not in self.halls:
+            raise _RejectError("unknown_hall", f"unknown hall {hall!r} (not configured)")
+        if parts[3:] == ["edge", "status"]:
+            try:
+                status = parse_edge_status(payload)
+            except ContractError as exc:
+                raise _RejectError("invalid", f"invalid edge status: {exc}") from exc
+            if status.hall != hall:
+                raise _RejectError(
+                    "topic_mismatch", f"payload hall {status.hall!r} != topic hall {hall!r}"
+                )
+            return status
+        if parts[3] != "facts":
+            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
+        try:
+            fact = parse_fact(payload)
+        except ContractError as exc:
+            raise _RejectError("invalid", f"invalid fact: {exc}") from exc
+        missing = _REQUIRED_ON_WIRE - fact.model_fields_set
+        if missing:
+            # The contract fills these with defaults (for senders); a receiver must
+            # not: a made-up id defeats dedup, a made-up ts misdates the fact.
+            names = ", ".join(sorted(m.replace("schema_version", "schema") for m in missing))
+            raise _RejectError("invalid", f"invalid fact: missing {names}")
+        if fact.hall != hall:
+            raise _RejectError(
+                "topic_mismatch", f"payload hall {fact.hall!r} != topic hall {hall!r}"
+            )
+        if fact.kind.value != parts[4]:
+            raise _RejectError(
+                "topic_mismatch", f"payload kind {fact.kind.value!r} != topic kind {parts[4]!r}"
+            )
+        return fact
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def _facts(self, facts: Sequence[_Pending], outcomes: list[IngestOutcome | None]) -> None:
+        """Store ``facts`` in one transaction; fill in their ``outcomes``."""
+        if not facts:
+            return
         now = self.clock()
-        events: list[LiveEvent] = []
-        alerts: list[AlertMessage] = []
-        case_alerts: list[AlertMessage] = []
-        device_alerts: list[AlertMessage] = []
-        zone_alerts: list[AlertMessage] = []
-        touched: list[Anomaly] = []
-        presence_changed = False
+        with self.state.read_session() as session:
+            known = self._known_ids(session, [p.fact.id for p in facts])
+        self.series.write(
+            [point for p in facts if p.fact.id not in known for point in facts_to_points(p.fact)]
+        )
+        effects = StateEffects()
         try:
             with self.state.session() as session:
-                session.add(
-                    SeenFact(
-                        id=fact.id,
-                        hall=fact.hall,
-                        kind=fact.kind.value,
-                        ts=fact.ts,
-                        received_at=now,
-                    )
-                )
-                try:
-                    session.flush()
-                except IntegrityError as exc:
-                    raise _DuplicateError from exc
-                self.series.write(facts_to_points(fact))
-                if isinstance(fact, PresenceFact):
-                    presence_changed = self._presence(session, fact, now, events, alerts)
-                elif isinstance(fact, DeviceFact):
-                    self._device(session, fact, now, events, device_alerts)
-                elif isinstance(fact, QueueFact):
-                    self._queue(session, fact, now, events)
-                elif self.zones is not None and isinstance(fact, HygieneFact | OccupancyFact):
-                    zone_alerts = self._zone(session, fact, now, events)
-                elif self.cases is not None and isinstance(
-                    fact, WaitFact | TripsFact | RatingFact | TicketFact
-                ):
-                    case_alerts = self._cases(session, fact, now, touched)
-        except _DuplicateError:
-            logger.debug("duplicate fact %s dropped", fact.id)
-            return IngestOutcome.DUPLICATE
-        LAG.observe(max(0.0, (now - fact.ts).total_seconds()))
-        self._notify(events, alerts)
-        if device_alerts and self.devices is not None:
-            self.devices.publish(device_alerts)
-        if zone_alerts and self.zones is not None:
-            self.zones.publish(zone_alerts)
-        if self.cases is not None and (touched or case_alerts):
-            try:
-                self.cases.after_commit(touched, case_alerts)
-            except Exception:  # the fact and its anomalies are stored
-                logger.exception("publishing anomalies of fact %s failed", fact.id)
-        if presence_changed and self.rule is not None:
-            try:
-                self.rule.evaluate(now, hall=fact.hall)
-            except Exception:  # the fact is stored; the ticker evaluates again
-                logger.exception("rule evaluation after fact %s failed", fact.id)
-        return IngestOutcome.STORED
-
-    def _notify(self, events: list[LiveEvent], alerts: list[AlertMessage]) -> None:
-        if self.bus is not None:
-            for event in events:
-                self.bus.publish(event)
-        if alerts and self.rule is not None:
-            self.rule.publish(alerts)
-
-    # -- state updates (inside the fact's transaction) -----------------------------------
-
-    def _presence(
-        self,
-        session: Session,
-        fact: PresenceFact,
-        now: datetime,
-        events: list[LiveEvent],
-        alerts: list[AlertMessage],
-    ) -> bool:
-        b = fact.body
-        row = session.get(PostStatus, (fact.hall, b.post))
-        before: PostSnapshot | None = None
-        if row is None:
-            row = PostStatus(
-                hall=fact.hall, post=b.post, camera=b.camera, window=b.window,
-                source=fact.source, state=b.state.value, since=b.since,
-                last_fact_ts=fact.ts, updated_at=now, clock_banked_s=0.0, clock_from=None,
-                evidence_id=self._absence_snapshot(session, fact, now),
-            )  # fmt: skip
-            session.add(row)
-            session.flush()
-        else:
-            if fact.ts < row.last_fact_ts:
-                logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
-                return False
-            before = PostSnapshot.of(row)
-            row.camera, row.source = b.camera, fact.source
-            row.window = b.window if b.window is not None else row.window
-            row.last_fact_ts, row.updated_at = fact.ts, now
-            if row.state == b.state.value:
-                return False  # same state (summary or repeat): ``since`` stands
-            row.state, row.since = b.state.value, b.since
-            if row.state == PostState.OFF_POST.value:
-                row.evidence_id = self._absence_snapshot(session, fact, now)
-        if self.rule is not None:
-            # an off-post alert opened or recorded here copies the absence's snapshot id
-            # from the post's status (``OffPostRule._new_alert``), so it is cleared only
-            # afterwards
-            alerts.extend(self.rule.on_presence_change(session, row, before, now))
-        if row.state == PostState.ON_POST.value:
-            row.evidence_id = None
-        events.append(
-            LiveEvent(
-                "presence",
-                fact.hall,
-                {
-                    "post": row.post,
-                    "camera": row.camera,
-                    "window": row.window,
-                    "state": row.state,
-                    "since": row.since.isoformat(),
-                },
-            )
-        )
-        return True
+                fresh = self._claim(session, facts, now, outcomes)
+                self.fact_state.preload(session, [p.fact for p in fresh], effects)
+                for pending in fresh:
+                    self.fact_state.apply(session, pending.fact, now, effects)
+        except (_DuplicateError, RegisterFailedError) as exc:
+            for pending in facts:
+                outcomes[pending.index] = None
+            if len(facts) > 1:
+                logger.info("batch of %d facts applied one by one: %s", len(facts), exc)
+                for pending in facts:
+                    self._facts([pending], outcomes)
+                return
+            only = facts[0]
+            if isinstance(exc, _DuplicateError):
+                logger.debug("duplicate fact %s dropped", only.fact.id)
+                outcomes[only.index] = IngestOutcome.DUPLICATE
+            else:
+                logger.error("the anomaly register failed on fact %s; dead-lettered", only.fact.id)
+                reason = f"the anomaly register failed: {exc}"
+                self.dead_letter(only.message.topic, only.message.payload, reason, "register_error")
+                outcomes[only.index] = IngestOutcome.DEAD_LETTERED
+            return
+        except BaseException:
+            for pending in facts:
+                outcomes[pending.index] = None
+            raise
+        for pending in fresh:
+            outcomes[pending.index] = IngestOutcome.STORED
+            LAG.observe(max(0.0, (now - pending.fact.ts).total_seconds()))
+        self._after_commit(effects, now)
 
     @staticmethod
-    def _absence_snapshot(session: Session, fact: PresenceFact, now: datetime) -> str | None:
-        """Store the snapshot of a presence change to off_post; its id (None: no snapshot)."""
-        b = fact.body
-        if b.state is not PostState.OFF_POST or b.evidence is None:
-            return None
-        return store_evidence(session, fact.hall, b.evidence, fact_id=fact.id, post=b.post, now=now)
+    def _known_ids(session: Session, ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            known.update(session.scalars(select(SeenFact.id).where(SeenFact.id.in_(chunk))))
+        return known
 
-    def _zone(
+    def _claim(
         self,
         session: Session,
-        fact: HygieneFact | OccupancyFact,
+        facts: Sequence[_Pending],
         now: datetime,
-        events: list[LiveEvent],
-    ) -> list[AlertMessage]:
-        assert self.zones is not None
-        if isinstance(fact, HygieneFact):
-            outcome = self.zones.on_hygiene(session, fact, now)
-        else:
-            outcome = self.zones.on_occupancy(session, fact, now)
-        if outcome.event is not None:
-            events.append(outcome.event)
-        return outcome.alerts
+        outcomes: list[IngestOutcome | None],
+    ) -> list[_Pending]:
+        """Record the facts in the dedup ledger; the ones not seen before.
 
-    def _device(
-        self,
-        session: Session,
-        fact: DeviceFact,
-        now: datetime,
-        events: list[LiveEvent],
-        alerts: list[AlertMessage],
-    ) -> None:
-        d = fact.body
-        row = session.get(DeviceStatus, (fact.hall, d.device))
-        if row is None:
-            row = DeviceStatus(
-                hall=fact.hall, device=d.device, kind=d.device_kind.value, source=fact.source,
-                state=d.state.value, since=fact.ts, reason=d.reason, last_fact_ts=fact.ts,
-            )  # fmt: skip
-            session.add(row)
-            session.flush()
-        else:
-            if fact.ts < row.last_fact_ts:
-                return
-            row.kind, row.source, row.reason = d.device_kind.value, fact.source, d.reason
-            row.last_fact_ts = fact.ts
-            if row.state == d.state.value:
-                return
-            row.state, row.since = d.state.value, fact.ts
-        if self.rule is not None and row.kind == DeviceKind.CAMERA.value:
-            # only a camera's outage hides posts: a kiosk offline pauses no off-post clock
-            self.rule.on_observation_change(session, fact.hall, fact.ts)
-        if self.devices is not None:
-            alerts.extend(self.devices.on_device_change(session, row, now))
-        events.append(
-            LiveEvent(
-                "device",
-                fact.hall,
-                {
-                    "device": row.device,
-                    "kind": row.kind,
-                    "state": row.state,
-                    "since": row.since.isoformat(),
-                    "reason": row.reason,
-                },
-            )
-        )
+        Raises:
+            _DuplicateError: Another replica recorded one of them meanwhile.
+        """
+        known = self._known_ids(session, [p.fact.id for p in facts])
+        fresh: list[_Pending] = []
+        for pending in facts:
+            if pending.fact.id in known:
+                logger.debug("duplicate fact %s dropped", pending.fact.id)
+                outcomes[pending.index] = IngestOutcome.DUPLICATE
+                continue
+            known.add(pending.fact.id)
+            fresh.append(pending)
+        if fresh:
+            rows = [
+                {"id": f.id, "hall": f.hall, "kind": f.kind.value, "ts": f.ts, "received_at": now}
+                for f in (p.fact for p in fresh)
+            ]
+            try:
+                with session.begin_nested():
+                    session.execute(insert(SeenFact), rows)
+            except IntegrityError as exc:
+                raise _DuplicateError("a fact of the batch was stored meanwhile") from exc
+        return fresh
 
-    def _cases(
-        self,
-        session: Session,
-        fact: WaitFact | TripsFact | RatingFact | TicketFact,
-        now: datetime,
-        touched: list[Anomaly],
-    ) -> list[AlertMessage]:
-        assert self.cases is not None
-        try:
-            with session.begin_nested():
-                return self.cases.on_fact(session, fact, now, touched)
-        except SQLAlchemyError:
-            raise  # infrastructure: the fact is retried
-        except Exception as exc:
-            # A bug must neither block ingest nor lose the anomaly: the whole fact is
-            # rolled back and dead-lettered, to be replayed once the bug is fixed.
-            logger.exception("the anomaly register failed on fact %s; dead-lettered", fact.id)
-            touched.clear()
-            reason = f"the anomaly register failed: {type(exc).__name__}: {exc}"
-            raise _RejectError("register_error", reason) from exc
+    def _after_commit(self, effects: StateEffects, now: datetime) -> None:
+        """Live events and alerts of a committed batch, then the off-post rule."""
+        if self.bus is not None:
+            for event in effects.events:
+                self.bus.publish(event)
+        if effects.alerts and self.rule is not None:
+            self.rule.publish(effects.alerts)
+        if effects.device_alerts and self.devices is not None:
+            self.devices.publish(effects.device_alerts)
+        if effects.zone_alerts and self.zones is not None:
+            self.zones.publish(effects.zone_alerts)
+        if self.cases is not None and (effects.touched or effects.case_alerts):
+            try:
+                self.cases.after_commit(effects.touched, effects.case_alerts)
+            except Exception:  # the facts and their anomalies are stored
+                logger.exception("publishing anomalies failed")
+        if self.rule is not None:
+            for hall in sorted(effects.presence_halls):
+                try:
+                    self.rule.evaluate(now, hall=hall)
+                except Exception:  # the facts are stored; the ticker evaluates again
+                    logger.exception("rule evaluation after presence facts of %s failed", hall)
 
-    def _queue(
-        self, session: Session, fact: QueueFact, now: datetime, events: list[LiveEvent]
-    ) -> None:
-        changed = []
-        rows = {  # one query for the hall's services, not one per service
-            r.service: r
-            for r in session.scalars(select(QueueStatus).where(QueueStatus.hall == fact.hall))
-        }
-        for item in fact.body.services:
-            row = rows.get(item.service)
-            if row is None:
-                row = QueueStatus(
-                    hall=fact.hall,
-                    service=item.service,
-                    waiting=item.waiting,
-                    longest_wait_s=item.longest_wait_s,
-                    ts=fact.ts,
-                    updated_at=now,
-                )
-                session.add(row)
-            elif fact.ts < row.ts:
-                continue  # an older gauge: the stored one is newer
-            else:
-                row.waiting, row.longest_wait_s = item.waiting, item.longest_wait_s
-                row.ts, row.updated_at = fact.ts, now
-            changed.append(
-                {
-                    "service": item.service,
-                    "waiting": item.waiting,
-                    "longest_wait_s": item.longest_wait_s,
-                }
-            )
-        if changed:
-            events.append(
-                LiveEvent("queue", fact.hall, {"ts": fact.ts.isoformat(), "services": changed})
-            )
-
-    def _edge_status(self, hall: str, payload: bytes) -> IngestOutcome:
-        try:
-            status = parse_edge_status(payload)
-        except ContractError as exc:
-            raise _RejectError("invalid", f"invalid edge status: {exc}") from exc
-        if status.hall != hall:
-            raise _RejectError(
-                "topic_mismatch", f"payload hall {status.hall!r} != topic hall {hall!r}"
-            )
+    def _edge_status(self, status: EdgeStatus) -> IngestOutcome:
+        hall = status.hall
         now = self.clock()
         changed = False
         with self.state.session() as session:

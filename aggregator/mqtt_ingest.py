@@ -9,10 +9,12 @@
 - keeps a persistent session (MQTT 5: ``clean_start=False`` + session expiry; 3.1.1:
   ``clean_session=False``) under a fixed client id, so the broker queues facts while the
   aggregator restarts;
-- acknowledges manually: paho's callbacks only enqueue; one worker thread runs
-  :meth:`Ingestor.handle` and sends the PUBACK *after* the fact is stored (in order).
-  A crash before that leaves the message unacknowledged and the broker redelivers it;
-  the ingestor's dedup drops it if it was in fact stored;
+- acknowledges manually: paho's callbacks only enqueue; one worker thread takes what is
+  queued (up to ``ingest_batch_max`` messages), runs :meth:`Ingestor.handle_batch` on it
+  and sends the PUBACKs *after* the batch is stored (in order). A crash before that
+  leaves the messages unacknowledged and the broker redelivers them; the ingestor's dedup
+  drops what was in fact stored. A batch that keeps failing is retried message by
+  message, so one message the database refuses is dead-lettered alone;
 - reconnects with backoff (``reconnect_delay_set``). Credentials are never logged.
 
 :class:`MqttAlertPublisher` is the :class:`~aggregator.alerts.AlertSink` publishing
@@ -36,7 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Gauge
 
-from aggregator.ingest import Ingestor
+from aggregator.ingest import Ingestor, Message
 from aggregator.settings import AggregatorSettings
 from hallwatch.contract import (
     EDGE_STATUS_FILTER,
@@ -205,15 +207,44 @@ class MqttIngest:
     # -- worker ---------------------------------------------------------------------------
 
     def _work(self) -> None:
+        limit = self.settings.ingest_batch_max
         while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=0.2)
+                batch = [self._queue.get(timeout=0.2)]
             except queue.Empty:
                 continue
+            while len(batch) < limit:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             QUEUE_DEPTH.set(self._queue.qsize())
-            if self._ingest(item):
+            if self._ingest_batch(batch):
+                done = batch
+            else:  # the batch as a whole keeps failing: one message at a time
+                done = []
+                for item in batch:
+                    if not self._ingest(item):
+                        break  # stopping: the rest stays unacknowledged
+                    done.append(item)
+            for item in done:
                 self.client.ack(item.mid, item.qos)
-                self.handled += 1
+            self.handled += len(done)
+
+    def _ingest_batch(self, batch: list[_Received]) -> bool:
+        """Ingest a batch, retrying twice; True when all of it may be acknowledged."""
+        if len(batch) == 1:
+            return False  # the single-message path has the full retry schedule
+        messages = [Message(item.topic, item.payload) for item in batch]
+        for delay in _RETRY_DELAYS_S[:2]:
+            try:
+                self.ingestor.handle_batch(messages)
+                return True
+            except Exception:
+                logger.exception("ingest of a batch of %d messages failed; retrying", len(batch))
+                if self._stop.wait(delay):
+                    return False
+        return False
 
     def _ingest(self, item: _Received) -> bool:
         """Ingest with retries; True when the message may be acknowledged."""

@@ -118,6 +118,14 @@ class AggregatorSettings(BaseSettings):
         "aggregator that is down.",
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive.")
+    ingest_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most messages ingested in one state transaction: the worker takes what "
+        "is queued, up to this many (a backlog drains in batches; live traffic is mostly "
+        "batches of one).",
+    )
     share_group: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",

@@ -12,6 +12,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import REGISTRY
 
 from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
@@ -190,6 +191,35 @@ def test_persistent_session_keeps_facts_while_down(
     wait_until(lambda: second.state.seen_count(hall) == 10, 10, "all 10 facts")
     (status,) = second.state.post_statuses(hall)
     assert (status.state, status.since) == ("off_post", t0 + timedelta(minutes=9))
+
+
+def batches_ingested() -> float:
+    return REGISTRY.get_sample_value("hallwatch_ingest_batch_messages_count") or 0.0
+
+
+def test_backlog_drains_in_batches_each_fact_once(
+    mosquitto: Mosquitto, make_service: ServiceFactory, unique_id: Callable[[str], str]
+) -> None:
+    hall, client_id = unique_id("h"), unique_id("agg")
+    make_service(mosquitto.port, hall, mqtt_client_id=client_id, ingest_batch_max=100).stop()
+    t0 = NOW - timedelta(hours=1)
+    facts = [presence(hall, f"w{1 + i % 4}", PostState.ON_POST, t0 + timedelta(seconds=i))
+             for i in range(600)]  # fmt: skip
+    facts[300] = (fact_topic(hall, "presence"), b"{broken")
+    publish(mosquitto.port, facts + facts[:50])  # the broker queues them; 50 come twice
+    before = batches_ingested()
+    second = make_service(mosquitto.port, hall, mqtt_client_id=client_id, ingest_batch_max=100)
+    wait_until(lambda: second.mqtt is not None and second.mqtt.handled == 650, 30, "650 messages")
+    assert second.state.seen_count(hall) == 599
+    assert len(second.state.dead_letters()) == 1
+    batches = batches_ingested() - before
+    assert 6 <= batches < 650 / 2, batches  # batches of up to 100, not one by one
+    second.stop()
+    # everything was acknowledged: a third start gets nothing again
+    third = make_service(mosquitto.port, hall, mqtt_client_id=client_id)
+    publish(mosquitto.port, [presence(hall, "w1", PostState.OFF_POST, NOW)])
+    wait_until(lambda: third.state.seen_count(hall) == 600, 10, "the new fact")
+    assert third.mqtt is not None and third.mqtt.handled == 1
 
 
 def test_reconnects_after_broker_restart(

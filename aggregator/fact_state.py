@@ -1,0 +1,335 @@
+"""State updates of facts: post, device, queue and zone status, the 异常办件 register.
+
+:class:`FactState` applies one fact to the state database inside the caller's transaction
+(the ingestor's batch) and collects what must go out once that transaction commits — live
+events, alerts, anomalies touched, the halls whose posts changed — in a
+:class:`StateEffects`. An older fact never overwrites newer state: each status row keeps
+the time of the fact it reflects.
+
+- presence → ``PostStatus`` (and the off-post rule's clock; a change to off_post keeps its
+  snapshot on the status until the absence ends);
+- device → ``DeviceStatus`` and ``device_offline`` alerts (only cameras pause the
+  off-post clock);
+- queue → ``QueueStatus``;
+- hygiene, occupancy → ``ZoneStatus``, ``hygiene_bad`` and ``crowding`` alerts;
+- ticket, wait, trips, rating → the 异常办件 register, in a savepoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from aggregator.bus import LiveEvent
+from aggregator.cases.models import Anomaly, QueueStatus
+from aggregator.cases.register import CaseRegister
+from aggregator.rules.device_offline import DeviceOfflineRule
+from aggregator.rules.off_post import OffPostRule, PostSnapshot
+from aggregator.rules.zone_alerts import ZoneAlertRule
+from aggregator.store.evidence import store_evidence
+from aggregator.store.state import DeviceStatus, PostStatus
+from hallwatch.contract import (
+    AlertMessage,
+    DeviceFact,
+    DeviceKind,
+    Fact,
+    HygieneFact,
+    OccupancyFact,
+    PostState,
+    PresenceFact,
+    QueueFact,
+    RatingFact,
+    TicketFact,
+    TripsFact,
+    WaitFact,
+)
+
+logger = logging.getLogger(__name__)
+
+_Row = TypeVar("_Row", PostStatus, DeviceStatus)
+
+
+class RegisterFailedError(Exception):
+    """The anomaly register failed on a fact (a bug, not the database): the fact is to be
+    rolled back and dead-lettered, to be replayed once the bug is fixed."""
+
+
+@dataclass(slots=True)
+class StateEffects:
+    """What a transaction's facts send out once it commits, in the order they arose.
+
+    Attributes:
+        events: Live events (presence, device, queue, zone).
+        alerts: Off-post alerts opened or resolved.
+        device_alerts: ``device_offline`` alerts.
+        zone_alerts: ``hygiene_bad`` and ``crowding`` alerts.
+        case_alerts: Alerts of the 异常办件 register.
+        touched: Anomalies opened or changed.
+        presence_halls: Halls with a post whose state changed (the off-post rule is
+            evaluated for them).
+        rows: Status rows the transaction's facts loaded, by model and key. Held here
+            because the session's identity map holds clean rows weakly: without it every
+            fact of a batch would load (and flush) its post's row again.
+    """
+
+    events: list[LiveEvent] = field(default_factory=list)
+    alerts: list[AlertMessage] = field(default_factory=list)
+    device_alerts: list[AlertMessage] = field(default_factory=list)
+    zone_alerts: list[AlertMessage] = field(default_factory=list)
+    case_alerts: list[AlertMessage] = field(default_factory=list)
+    touched: list[Anomaly] = field(default_factory=list)
+    presence_halls: set[str] = field(default_factory=set)
+    rows: dict[tuple[type, tuple[str, str]], Any] = field(default_factory=dict)
+
+    def row(self, session: Session, model: type[_Row], key: tuple[str, str]) -> _Row | None:
+        """The row of ``model`` with primary key ``key``, loaded once per transaction."""
+        found = self.rows.get((model, key))
+        if found is None:
+            found = session.get(model, key)
+            if found is not None:
+                self.rows[(model, key)] = found
+        return cast(_Row | None, found)
+
+    def keep(self, row: PostStatus | DeviceStatus, key: tuple[str, str]) -> None:
+        """Hold a row the transaction created."""
+        self.rows[(type(row), key)] = row
+
+
+class FactState:
+    """Applies facts to the state database.
+
+    Args:
+        rule: The off-post rule, told about presence and observation changes (None: no
+            off-post alerts).
+        cases: The 异常办件 register (None: ticket, wait, trips and rating facts are only
+            stored as series).
+        devices: The device-offline rule (None: no device alerts).
+        zones: The zone rule (None: hygiene and occupancy facts are only stored as series).
+    """
+
+    def __init__(
+        self,
+        *,
+        rule: OffPostRule | None = None,
+        cases: CaseRegister | None = None,
+        devices: DeviceOfflineRule | None = None,
+        zones: ZoneAlertRule | None = None,
+    ) -> None:
+        self.rule = rule
+        self.cases = cases
+        self.devices = devices
+        self.zones = zones
+
+    @staticmethod
+    def preload(session: Session, facts: Sequence[Fact], effects: StateEffects) -> None:
+        """Load, in one query per kind, the post and device rows ``facts`` will update."""
+        post_halls = {f.hall for f in facts if isinstance(f, PresenceFact)}
+        if post_halls:
+            for post in session.scalars(select(PostStatus).where(PostStatus.hall.in_(post_halls))):
+                effects.keep(post, (post.hall, post.post))
+        device_halls = {f.hall for f in facts if isinstance(f, DeviceFact)}
+        if device_halls:
+            query = select(DeviceStatus).where(DeviceStatus.hall.in_(device_halls))
+            for device in session.scalars(query):
+                effects.keep(device, (device.hall, device.device))
+
+    def apply(self, session: Session, fact: Fact, now: datetime, effects: StateEffects) -> None:
+        """Update state for one fact inside the caller's transaction.
+
+        Raises:
+            RegisterFailedError: The anomaly register failed on the fact.
+            sqlalchemy.exc.SQLAlchemyError: The database failed.
+        """
+        if isinstance(fact, PresenceFact):
+            if self._presence(session, fact, now, effects):
+                effects.presence_halls.add(fact.hall)
+        elif isinstance(fact, DeviceFact):
+            self._device(session, fact, now, effects)
+        elif isinstance(fact, QueueFact):
+            self._queue(session, fact, now, effects.events)
+        elif self.zones is not None and isinstance(fact, HygieneFact | OccupancyFact):
+            effects.zone_alerts.extend(self._zone(session, fact, now, effects.events))
+        elif self.cases is not None and isinstance(
+            fact, WaitFact | TripsFact | RatingFact | TicketFact
+        ):
+            effects.case_alerts.extend(self._cases(session, fact, now, effects.touched))
+
+    def _presence(
+        self, session: Session, fact: PresenceFact, now: datetime, effects: StateEffects
+    ) -> bool:
+        b = fact.body
+        row = effects.row(session, PostStatus, (fact.hall, b.post))
+        before: PostSnapshot | None = None
+        if row is None:
+            row = PostStatus(
+                hall=fact.hall, post=b.post, camera=b.camera, window=b.window,
+                source=fact.source, state=b.state.value, since=b.since,
+                last_fact_ts=fact.ts, updated_at=now, clock_banked_s=0.0, clock_from=None,
+                evidence_id=self._absence_snapshot(session, fact, now),
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            effects.keep(row, (fact.hall, b.post))
+        else:
+            if fact.ts < row.last_fact_ts:
+                logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
+                return False
+            before = PostSnapshot.of(row)
+            row.camera, row.source = b.camera, fact.source
+            row.window = b.window if b.window is not None else row.window
+            row.last_fact_ts, row.updated_at = fact.ts, now
+            if row.state == b.state.value:
+                return False  # same state (summary or repeat): ``since`` stands
+            row.state, row.since = b.state.value, b.since
+            if row.state == PostState.OFF_POST.value:
+                row.evidence_id = self._absence_snapshot(session, fact, now)
+        if self.rule is not None:
+            # an off-post alert opened or recorded here copies the absence's snapshot id
+            # from the post's status (``OffPostRule._new_alert``), so it is cleared only
+            # afterwards
+            effects.alerts.extend(self.rule.on_presence_change(session, row, before, now))
+        if row.state == PostState.ON_POST.value:
+            row.evidence_id = None
+        effects.events.append(
+            LiveEvent(
+                "presence",
+                fact.hall,
+                {
+                    "post": row.post,
+                    "camera": row.camera,
+                    "window": row.window,
+                    "state": row.state,
+                    "since": row.since.isoformat(),
+                },
+            )
+        )
+        return True
+
+    @staticmethod
+    def _absence_snapshot(session: Session, fact: PresenceFact, now: datetime) -> str | None:
+        """Store the snapshot of a presence change to off_post; its id (None: no snapshot)."""
+        b = fact.body
+        if b.state is not PostState.OFF_POST or b.evidence is None:
+            return None
+        return store_evidence(session, fact.hall, b.evidence, fact_id=fact.id, post=b.post, now=now)
+
+    def _zone(
+        self,
+        session: Session,
+        fact: HygieneFact | OccupancyFact,
+        now: datetime,
+        events: list[LiveEvent],
+    ) -> list[AlertMessage]:
+        assert self.zones is not None
+        if isinstance(fact, HygieneFact):
+            outcome = self.zones.on_hygiene(session, fact, now)
+        else:
+            outcome = self.zones.on_occupancy(session, fact, now)
+        if outcome.event is not None:
+            events.append(outcome.event)
+        return outcome.alerts
+
+    def _device(
+        self, session: Session, fact: DeviceFact, now: datetime, effects: StateEffects
+    ) -> None:
+        d = fact.body
+        row = effects.row(session, DeviceStatus, (fact.hall, d.device))
+        if row is None:
+            row = DeviceStatus(
+                hall=fact.hall, device=d.device, kind=d.device_kind.value, source=fact.source,
+                state=d.state.value, since=fact.ts, reason=d.reason, last_fact_ts=fact.ts,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            effects.keep(row, (fact.hall, d.device))
+        else:
+            if fact.ts < row.last_fact_ts:
+                return
+            row.kind, row.source, row.reason = d.device_kind.value, fact.source, d.reason
+            row.last_fact_ts = fact.ts
+            if row.state == d.state.value:
+                return
+            row.state, row.since = d.state.value, fact.ts
+        if self.rule is not None and row.kind == DeviceKind.CAMERA.value:
+            # only a camera's outage hides posts: a kiosk offline pauses no off-post clock
+            self.rule.on_observation_change(session, fact.hall, fact.ts)
+        if self.devices is not None:
+            effects.device_alerts.extend(self.devices.on_device_change(session, row, now))
+        effects.events.append(
+            LiveEvent(
+                "device",
+                fact.hall,
+                {
+                    "device": row.device,
+                    "kind": row.kind,
+                    "state": row.state,
+                    "since": row.since.isoformat(),
+                    "reason": row.reason,
+                },
+            )
+        )
+
+    def _cases(
+        self,
+        session: Session,
+        fact: WaitFact | TripsFact | RatingFact | TicketFact,
+        now: datetime,
+        touched: list[Anomaly],
+    ) -> list[AlertMessage]:
+        assert self.cases is not None
+        try:
+            with session.begin_nested():
+                return self.cases.on_fact(session, fact, now, touched)
+        except SQLAlchemyError:
+            raise  # infrastructure: the fact is retried
+        except Exception as exc:
+            # A bug must neither block ingest nor lose the anomaly: the whole fact is
+            # rolled back and dead-lettered, to be replayed once the bug is fixed.
+            logger.exception("the anomaly register failed on fact %s; dead-lettered", fact.id)
+            touched.clear()
+            reason = f"the anomaly register failed: {type(exc).__name__}: {exc}"
+            raise RegisterFailedError(reason) from exc
+
+    def _queue(
+        self, session: Session, fact: QueueFact, now: datetime, events: list[LiveEvent]
+    ) -> None:
+        changed = []
+        rows = {  # one query for the hall's services, not one per service
+            r.service: r
+            for r in session.scalars(select(QueueStatus).where(QueueStatus.hall == fact.hall))
+        }
+        for item in fact.body.services:
+            row = rows.get(item.service)
+            if row is None:
+                row = QueueStatus(
+                    hall=fact.hall,
+                    service=item.service,
+                    waiting=item.waiting,
+                    longest_wait_s=item.longest_wait_s,
+                    ts=fact.ts,
+                    updated_at=now,
+                )
+                session.add(row)
+            elif fact.ts < row.ts:
+                continue  # an older gauge: the stored one is newer
+            else:
+                row.waiting, row.longest_wait_s = item.waiting, item.longest_wait_s
+                row.ts, row.updated_at = fact.ts, now
+            changed.append(
+                {
+                    "service": item.service,
+                    "waiting": item.waiting,
+                    "longest_wait_s": item.longest_wait_s,
+                }
+            )
+        if changed:
+            events.append(
+                LiveEvent("queue", fact.hall, {"ts": fact.ts.isoformat(), "services": changed})
+            )
