@@ -176,6 +176,7 @@ class AggregatorService:
                 retries=settings.report_push_retries,
                 timeout_s=settings.report_push_timeout_s,
             ),
+            catch_up_days=settings.report_catch_up_days,
         )
         self.app = create_app(
             ApiServices(

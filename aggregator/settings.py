@@ -201,6 +201,14 @@ class AggregatorSettings(BaseSettings):
     report_push_timeout_s: float = Field(
         default=10, gt=0, le=120, description="Timeout of one push request."
     )
+    report_catch_up_days: int = Field(
+        default=7,
+        ge=0,
+        le=60,
+        description="Working days back the report scheduler produces reports it missed while "
+        "the aggregator was down (dailies, and a monthly or bulletin due in that span; 0: "
+        "none).",
+    )
     report_check_s: float = Field(
         default=30,
         gt=0,

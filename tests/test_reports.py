@@ -1,4 +1,5 @@
-"""Scheduled reports: the daily report's figures on a fixture day, its files, idempotent
+"""Scheduled reports: the daily report's figures on a fixture day (per window, per
+department, hall totals), its files (byte-stable: fixed workbook times), idempotent
 production, the push (success, 5xx retried, unreachable then retried at the next tick),
 the schedule across a week with holidays and a month end, monthly statistics and the
 bulletin ranking, the API."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,10 +25,12 @@ from sqlalchemy import func, select
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
 from aggregator.api.main import create_app
 from aggregator.cases.models import Anomaly, TicketCall
+from aggregator.reports.daily import department_days
 from aggregator.reports.monthly import bulletin_document, monthly_document, rank
 from aggregator.reports.push import push_report
 from aggregator.reports.runs import PushState, PushTarget, ReportRun, ReportRunner, daily_period
 from aggregator.reports.schedule import ReportKind, due_reports
+from aggregator.scores import ScoreInputs
 from aggregator.settings import AggregatorSettings
 from aggregator.store.state import Alert, StateStore
 from aggregator.store.timeseries import (
@@ -165,6 +169,49 @@ def test_daily_figures(env: Env) -> None:
     assert doc["totals"]["hygiene_bad"] == 1 and doc["totals"]["device_offline"] == 1
 
 
+def test_daily_departments(env: Env) -> None:
+    doc = env.runner.document(ReportKind.DAILY, H, DAY)
+    depts = {d["department"]: d for d in doc["departments"]}
+    assert [d["department"] for d in doc["departments"]] == ["social", "tax", None]
+    assert (depts["tax"]["name"], depts["tax"]["windows"]) == ("县税务局", ["1"])
+    tax = depts["tax"]
+    assert (tax["warnings"], tax["red_cards"], tax["cases_handled"]) == (1, 1, 2)
+    assert tax["off_post_minutes"] == 10.0
+    assert (depts["social"]["windows"], depts["social"]["bad_ratings"]) == (["2"], 1)
+    assert (depts[None]["name"], depts[None]["windows"]) == ("", ["3"])  # no department
+    assert depts[None]["off_post_minutes"] == 20.0
+    totals = doc["totals"]
+    assert sum(d["off_post_minutes"] for d in doc["departments"]) == totals["off_post_minutes"]
+    assert sum(d["cases_handled"] for d in doc["departments"]) == totals["cases_called"]
+    assert sum(d["bad_ratings"] for d in doc["departments"]) == totals["bad_ratings"]
+    env.runner.produce(ReportKind.DAILY, H, DAY, MON_CUT)
+    path = env.runner.paths(H, "daily", DAY)[1]
+    sheet = load_workbook(path)["departments"]
+    rows = [[c.value for c in r] for r in sheet.iter_rows()]
+    assert rows[0][:3] == ["department", "name", "windows"]
+    assert rows[2][:3] == ["tax", "县税务局", "1"] and rows[3][0] is None
+
+
+def test_department_days_lists_every_department() -> None:
+    hall = case_hall()
+    extra = [*hall.departments, hall.departments[0].model_copy(update={"id": "zz", "name": "Z"})]
+    hall = hall.model_copy(update={"departments": extra})
+    windows = (
+        ScoreInputs("1", "tax", warnings=2, off_post_minutes=1.25),
+        ScoreInputs("4", "tax", warnings=1, off_post_minutes=2.5),
+        ScoreInputs("9", "gone"),  # a department not configured: counted without one
+    )
+    got = {d.department: d for d in department_days(windows, hall)}
+    assert list(got) == ["social", "tax", "zz", None]
+    assert (got["tax"].windows, got["tax"].warnings, got["tax"].off_post_minutes) == (
+        ("1", "4"),
+        3,
+        3.75,
+    )
+    assert got["zz"].windows == () and got["zz"].warnings == 0 and got[None].windows == ("9",)
+    assert [d.department for d in department_days(windows[:2], hall)] == ["social", "tax", "zz"]
+
+
 def test_files_written_and_produced_twice_same(env: Env) -> None:
     now = datetime(2026, 11, 23, 8, 1, tzinfo=UTC)
     first = env.runner.produce(ReportKind.DAILY, H, DAY, now)
@@ -172,8 +219,12 @@ def test_files_written_and_produced_twice_same(env: Env) -> None:
     doc = json.loads(first.json_path.read_text(encoding="utf-8"))
     assert doc["hall"] == H and doc["day"] == DAY
     sheets = load_workbook(first.xlsx_path).sheetnames
-    assert sheets == ["summary", "windows", "incidents"]
+    assert sheets == ["summary", "windows", "departments", "incidents"]
     json_bytes, xlsx_bytes = first.json_path.read_bytes(), first.xlsx_path.read_bytes()
+    with zipfile.ZipFile(first.xlsx_path) as z:  # no clock in the file: same bytes later
+        assert {i.date_time for i in z.infolist()} == {(2000, 1, 1, 0, 0, 0)}
+        assert b"<dcterms:modified" in z.read("docProps/core.xml")
+        assert b"2000-01-01T00:00:00Z</dcterms:modified>" in z.read("docProps/core.xml")
     second = env.runner.produce(ReportKind.DAILY, H, DAY, now + timedelta(days=3))
     assert (second.digest, second.run_id, second.changed) == (first.digest, first.run_id, False)
     assert first.json_path.read_bytes() == json_bytes
@@ -315,7 +366,11 @@ def test_tick_produces_once(env: Env) -> None:
     assert kinds == [("daily", DAY), ("monthly", "2026-10")]  # bulletin: from Wed 25th
     assert env.runner.tick(monday_4pm + timedelta(minutes=1)) == []
     made = env.runner.tick(datetime(2026, 11, 25, 8, 0, tzinfo=UTC))
-    assert sorted(r.json_path.parent.name for r in made) == ["bulletin", "daily"]
+    assert [(r.json_path.parent.name, r.json_path.stem) for r in made] == [
+        ("daily", "2026-11-24"),  # no tick on Tuesday: caught up, first
+        ("daily", "2026-11-25"),
+        ("bulletin", "2026-10"),
+    ]
     assert (env.runner.report_dir / "all" / "bulletin" / "2026-10.xlsx").is_file()
 
 

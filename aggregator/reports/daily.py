@@ -4,7 +4,8 @@
 :mod:`aggregator.reports.schedule`) from the state database and the series store:
 
 - per window (from :func:`aggregator.scores.gather_inputs`): cases called, warnings, red
-  cards, 差评, off-post minutes;
+  cards, 差评, off-post minutes; the same summed per department (the hall config's
+  ``windows[].department``; windows without one in a last group, ``department`` None);
 - anomalies (异常办件) opened, by kind; ratings (first evaluations) by level; ticket events
   by event; waits over the limit (count, longest);
 - incidents: 环境差 (``hygiene_bad``), device-offline and crowding alerts started in the
@@ -19,9 +20,13 @@ Everything is sorted and no clock is read: the same data gives the same document
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import re
+import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +58,7 @@ INCIDENT_KINDS: tuple[str, ...] = (
 )
 FIXED_XLSX_TIME = datetime(2000, 1, 1)
 """Workbook created/modified stamp: fixed, so the same report writes the same bytes."""
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,55 @@ class WaitSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class DepartmentDay:
+    """A department's figures: the sums of its windows' (:class:`ScoreInputs` fields).
+
+    Attributes:
+        department: Department id; None for the windows without a department.
+        name: Its display name from the hall config ("" for None).
+        windows: Its windows, sorted.
+    """
+
+    department: str | None
+    name: str
+    windows: tuple[str, ...]
+    cases_handled: int = 0
+    warnings: int = 0
+    red_cards: int = 0
+    bad_ratings: int = 0
+    off_post_minutes: float = 0.0
+    appeals_upheld: int = 0
+    appeals_overturned: int = 0
+
+
+def department_days(windows: Sequence[ScoreInputs], hall: HallConfig) -> tuple[DepartmentDay, ...]:
+    """Sum window figures per department: every configured department (by id, zero when
+    none of its windows has data), then the windows without a department, if any.
+
+    A window whose department is not configured counts as without one.
+    """
+    names = {d.id: d.name for d in hall.departments}
+    groups: dict[str | None, list[ScoreInputs]] = {d: [] for d in sorted(names)}
+    for w in windows:
+        groups.setdefault(w.department if w.department in names else None, []).append(w)
+    return tuple(
+        DepartmentDay(
+            department=dept,
+            name=names.get(dept, "") if dept is not None else "",
+            windows=tuple(sorted(w.window for w in members)),
+            cases_handled=sum(w.cases_handled for w in members),
+            warnings=sum(w.warnings for w in members),
+            red_cards=sum(w.red_cards for w in members),
+            bad_ratings=sum(w.bad_ratings for w in members),
+            off_post_minutes=round(sum(w.off_post_minutes for w in members), 3),
+            appeals_upheld=sum(w.appeals_upheld for w in members),
+            appeals_overturned=sum(w.appeals_overturned for w in members),
+        )
+        for dept, members in groups.items()
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class DailyReport:
     """One hall's daily report.
 
@@ -83,6 +138,7 @@ class DailyReport:
         day: The working day (``YYYY-MM-DD``, hall-local).
         period: ``[since, until)``: previous working day's cut-off to this one's.
         windows: Per-window figures, sorted by window.
+        departments: Per-department sums (:func:`department_days`).
         anomalies_by_kind: 异常办件 opened, by kind (sorted).
         ratings_by_level: First evaluations by level (sorted).
         tickets_by_event: Ticket events by event (sorted).
@@ -103,6 +159,7 @@ class DailyReport:
     incidents: tuple[Incident, ...]
     unattributed_anomalies: int = 0
     reported: tuple[StoredEntry, ...] = ()
+    departments: tuple[DepartmentDay, ...] = ()
 
 
 def _clip(start: datetime, end: datetime | None, period: Period) -> float:
@@ -177,6 +234,7 @@ def build_daily(
         incidents=tuple(incidents),
         unattributed_anomalies=inputs.unattributed_anomalies,
         reported=tuple(entries_of_day(state, hid, day)),
+        departments=department_days(inputs.windows, hall),
     )
     logger.debug("daily report of %s for %s: %d windows", hid, day, len(report.windows))
     return report
@@ -206,6 +264,7 @@ def daily_document(report: DailyReport, hall: HallConfig) -> dict[str, Any]:
             "device_offline": sum(i.kind == AlertKind.DEVICE_OFFLINE for i in report.incidents),
         },
         "windows": [asdict(w) for w in report.windows],
+        "departments": [{**asdict(d), "windows": list(d.windows)} for d in report.departments],
         "anomalies_by_kind": dict(report.anomalies_by_kind),
         "unattributed_anomalies": report.unattributed_anomalies,
         "ratings_by_level": dict(report.ratings_by_level),
@@ -252,7 +311,8 @@ def write_xlsx(document: dict[str, Any], path: Path) -> None:
     """Write a report document as a workbook: a summary sheet, then one sheet per list.
 
     Sheets: ``summary`` (scalar fields, totals, count tables), then ``windows``,
-    ``incidents`` … (every list of objects, its keys as header). Workbook timestamps are
+    ``departments``, ``incidents`` … (every list of objects, its keys as header; a list of
+    ids in a cell as ``1, 2``). Workbook timestamps are
     fixed, so the same document writes the same file.
     """
     wb = Workbook()
@@ -272,12 +332,35 @@ def write_xlsx(document: dict[str, Any], path: Path) -> None:
             sheet.append(header)
             for item in value:
                 sheet.append([_cell(item.get(h)) for h in header])
+    path.write_bytes(workbook_bytes(wb))
+
+
+def workbook_bytes(wb: Workbook) -> bytes:
+    """A workbook's XLSX bytes, the same for the same content: the document properties'
+    times and the ZIP entries' times are fixed (openpyxl stamps both with the clock)."""
     wb.properties.created = FIXED_XLSX_TIME
     wb.properties.modified = FIXED_XLSX_TIME
-    wb.save(path)
+    raw = io.BytesIO()
+    wb.save(raw)
+    out = io.BytesIO()
+    stamp = FIXED_XLSX_TIME.timetuple()[:6]
+    with (
+        zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=stamp)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":  # openpyxl sets modified on save
+                data = _MODIFIED.sub(rb"\g<1>2000-01-01T00:00:00Z\g<2>", data)
+            dst.writestr(fixed, data)
+    return out.getvalue()
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return value

@@ -2,9 +2,10 @@
 
 Some figures of the daily report (日报) come from systems without an interface to the
 aggregator (the 政务服务 case system, the consultation hotline …). A hall manager or
-supervision officer enters them through the API or uploads the CSV template
-(:data:`TEMPLATE_HEADER`); they are kept in the ``daily_data`` table (migration ``0004``)
-and listed in the daily report's ``reported`` section.
+supervision officer enters them through the API or uploads the template
+(:data:`TEMPLATE_HEADER`) as CSV or XLSX (:mod:`aggregator.reports.daily_import`); they are
+kept in the ``daily_data`` table (migration ``0004``) and listed in the daily report's
+``reported`` section.
 
 One value per key (hall, day, source, item, window): entering the same key again
 *replaces* the value, note, enterer and time (idempotent; the previous value is logged at
@@ -12,8 +13,9 @@ INFO, not kept). A hall-wide value has no window (stored as ``""``, so that the 
 holds: SQL treats NULLs as distinct).
 
 Items are a closed list (:data:`ITEMS`), values are finite numbers in
-``[0, MAX_VALUE]``; :func:`check_entry` and :func:`parse_csv` report every problem as
-``field: message``.
+``[0, MAX_VALUE]``. :func:`check_entry` checks one entry; :func:`parse_rows` checks a
+file's rows (the CSV and the XLSX reader both hand it their rows), reporting every problem
+as ``line N: field: message`` (``row N`` for a workbook).
 
 Example:
     >>> entries, problems = parse_csv("day,source,item,window,value,note\\n"
@@ -29,7 +31,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -57,6 +59,9 @@ TEMPLATE_HEADER: tuple[str, ...] = ("day", "source", "item", "window", "value", 
 """Columns of the import file, in this order (one header line, then one entry a line)."""
 
 MAX_IMPORT_LINES = 10_000
+"""Most entries (non-blank lines or rows) one file may hold."""
+MAX_SCANNED_ROWS = 100_000
+"""Most lines or rows read, blank ones included (a sheet formatted far down)."""
 NOTE_MAX = 500
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _WINDOW = re.compile(r"^[^\s,]{1,32}$")
@@ -110,14 +115,27 @@ class DailyEntry:
 
 @dataclass(frozen=True, slots=True)
 class EntryProblem:
-    """What is wrong with one field of one entry (``line``: file line or list position)."""
+    """What is wrong with one field of one entry.
+
+    Attributes:
+        line: File line, sheet row or list position (from 1).
+        field: The column (or ``header``, ``line``, ``file``).
+        message: What is wrong.
+        unit: ``line`` (CSV, JSON list) or ``row`` (XLSX).
+        sheet: The worksheet, named when the workbook has more than one.
+    """
 
     line: int
     field: str
     message: str
+    unit: str = "line"
+    sheet: str | None = None
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.message}"
+        where = f"{self.unit} {self.line}"
+        if self.sheet is not None:
+            where += f" (sheet {self.sheet})"
+        return f"{where}: {self.field}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,36 +215,74 @@ def check_entry(
     return DailyEntry(day, source, item, window, value, note), []
 
 
+def _blank(cell: object) -> bool:
+    return cell is None or str(cell).strip() == ""
+
+
+def parse_rows(
+    rows: Iterable[Sequence[object]],
+    windows: Collection[str] = (),
+    *,
+    unit: str = "line",
+    sheet: str | None = None,
+) -> tuple[list[DailyEntry], list[EntryProblem]]:
+    """Check the rows of an import file: the header (:data:`TEMPLATE_HEADER`), then entries.
+
+    The one check of every import format: the CSV reader hands it its lines as text, the
+    XLSX reader its rows as cell values (numbers, dates made text). Rows are numbered from
+    1 (the header); blank rows are skipped; a row must have exactly the template's columns.
+
+    Args:
+        rows: The file's rows, header first.
+        windows: The hall's window ids (empty: any).
+        unit: How problems name a row (``line`` or ``row``).
+        sheet: The worksheet to name in problems (None: none).
+
+    Returns:
+        The entries and every problem (store nothing when there is any).
+    """
+
+    def problem(number: int, name: str, message: str) -> EntryProblem:
+        return EntryProblem(number, name, message, unit, sheet)
+
+    it = iter(rows)
+    header = next(it, None)
+    if header is None or tuple(str(h or "").strip() for h in header) != TEMPLATE_HEADER:
+        return [], [problem(1, "header", f"must be {','.join(TEMPLATE_HEADER)}")]
+    entries: list[DailyEntry] = []
+    problems: list[EntryProblem] = []
+    count = 0
+    for number, row in enumerate(it, start=2):
+        if number > MAX_SCANNED_ROWS:
+            return [], [problem(number, "file", f"more than {MAX_SCANNED_ROWS} {unit}s")]
+        if all(_blank(cell) for cell in row):
+            continue
+        count += 1
+        if count > MAX_IMPORT_LINES:
+            return [], [problem(number, "file", f"more than {MAX_IMPORT_LINES} entries")]
+        if len(row) != len(TEMPLATE_HEADER):
+            problems.append(
+                problem(number, unit, f"{len(row)} fields, want {len(TEMPLATE_HEADER)}")
+            )
+            continue
+        entry, found = check_entry(number, dict(zip(TEMPLATE_HEADER, row, strict=True)), windows)
+        problems.extend(problem(p.line, p.field, p.message) for p in found)
+        if entry is not None:
+            entries.append(entry)
+    return entries, problems
+
+
 def parse_csv(
     content: str, windows: Collection[str] = ()
 ) -> tuple[list[DailyEntry], list[EntryProblem]]:
-    """Parse an import file (the template: :data:`TEMPLATE_HEADER`, then entries).
+    """Parse a CSV import file (UTF-8 text, BOM allowed) with :func:`parse_rows`.
 
     Line numbers count the header as line 1. Blank lines are skipped.
 
     Returns:
         The entries and every problem (store nothing when there is any).
     """
-    rows = list(csv.reader(io.StringIO(content.lstrip("\ufeff"))))
-    if not rows or tuple(h.strip() for h in rows[0]) != TEMPLATE_HEADER:
-        return [], [EntryProblem(1, "header", f"must be {','.join(TEMPLATE_HEADER)}")]
-    if len(rows) - 1 > MAX_IMPORT_LINES:
-        return [], [EntryProblem(1, "file", f"more than {MAX_IMPORT_LINES} lines")]
-    entries: list[DailyEntry] = []
-    problems: list[EntryProblem] = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(TEMPLATE_HEADER):
-            problems.append(
-                EntryProblem(number, "line", f"{len(row)} fields, want {len(TEMPLATE_HEADER)}")
-            )
-            continue
-        entry, found = check_entry(number, dict(zip(TEMPLATE_HEADER, row, strict=True)), windows)
-        problems.extend(found)
-        if entry is not None:
-            entries.append(entry)
-    return entries, problems
+    return parse_rows(csv.reader(io.StringIO(content.lstrip("\ufeff"))), windows)
 
 
 def template_csv() -> str:

@@ -7,6 +7,11 @@ second row, no second push. A changed digest (late facts) updates the row and pu
 again. A failed push stays ``failed`` with its attempts and error, and is retried by the
 next :meth:`ReportRunner.tick`.
 
+Catch-up: every tick also produces the reports missed while the aggregator was down
+(:func:`~aggregator.reports.schedule.missed_reports`): those of the last ``catch_up_days``
+working days, but none due before the hall's first report ever (its earliest
+``produced_at``), so a fresh install starts with today's reports only.
+
 Files: ``<report_dir>/<hall>/<kind>/<period>.json`` and ``.xlsx``; the bulletin, which
 covers every hall, under hall ``all``.
 """
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import Index, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aggregator.reports.daily import (
@@ -34,7 +39,12 @@ from aggregator.reports.daily import (
 )
 from aggregator.reports.monthly import bulletin_document, monthly_document
 from aggregator.reports.push import push_report
-from aggregator.reports.schedule import ReportKind, due_reports, previous_cutoff_day
+from aggregator.reports.schedule import (
+    CATCH_UP_WORKING_DAYS,
+    ReportKind,
+    due_reports,
+    previous_cutoff_day,
+)
 from aggregator.scores import Period
 from aggregator.store.state import Base, StateStore
 from aggregator.store.timeseries import TimeSeriesStore
@@ -131,6 +141,8 @@ class ReportRunner:
         report_dir: Where report files go.
         daily_at: Hall-local time of the daily report (before 17:00).
         push: The push endpoint.
+        catch_up_days: Working days before today whose missed reports a tick produces
+            (0: no catch-up).
     """
 
     def __init__(
@@ -141,6 +153,7 @@ class ReportRunner:
         report_dir: Path,
         daily_at: time,
         push: PushTarget | None = None,
+        catch_up_days: int = CATCH_UP_WORKING_DAYS,
     ) -> None:
         self.state = state
         self.series = series
@@ -148,6 +161,7 @@ class ReportRunner:
         self.report_dir = Path(report_dir)
         self.daily_at = daily_at
         self.push = push or PushTarget()
+        self.catch_up_days = catch_up_days
 
     def paths(self, hall: str, kind: str, period: str) -> tuple[Path, Path]:
         """The JSON and XLSX files of a report."""
@@ -282,8 +296,20 @@ class ReportRunner:
             rows = session.execute(select(ReportRun.hall, ReportRun.kind, ReportRun.period))
             return {(h, k, p) for h, k, p in rows}
 
+    def first_produced(self) -> dict[str, datetime]:
+        """The earliest ``produced_at`` of each hall's runs (``all``: the bulletins)."""
+        with self.state.read_session() as session:
+            rows = session.execute(
+                select(ReportRun.hall, func.min(ReportRun.produced_at)).group_by(ReportRun.hall)
+            )
+            return {hall: first for hall, first in rows if first is not None}
+
     def tick(self, now: datetime) -> list[RunResult]:
-        """Produce every due report not produced yet, then retry failed pushes.
+        """Produce every due report not produced yet (missed ones first, oldest first),
+        then retry failed pushes.
+
+        This is the whole scheduler: calling it after a restart catches up what was missed
+        (see the module notes), and calling it again produces nothing twice.
 
         Args:
             now: Current time (UTC-aware).
@@ -292,11 +318,22 @@ class ReportRunner:
             The runs produced by this tick.
         """
         done = self.existing()
+        first = self.first_produced()
         results: list[RunResult] = []
         for hid in sorted(self.halls):
             config = self.halls[hid]
             local = now.astimezone(config.tzinfo).replace(tzinfo=None)
-            for due in due_reports(local, config.service_hours.calendar(), self.daily_at):
+            since = first.get(hid)
+            due_now = due_reports(
+                local,
+                config.service_hours.calendar(),
+                self.daily_at,
+                catch_up_from=(
+                    since.astimezone(config.tzinfo).replace(tzinfo=None) if since else None
+                ),
+                catch_up_days=self.catch_up_days,
+            )
+            for due in due_now:
                 owner = ALL_HALLS if due.kind is ReportKind.BULLETIN else hid
                 if (owner, due.kind.value, due.period) in done:
                     continue

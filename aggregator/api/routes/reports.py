@@ -7,11 +7,14 @@
 - ``GET|POST /api/v1/reports/bulletin/{month}``: the bulletin, for callers who see every
   hall (it ranks them all);
 - ``POST /api/v1/halls/{hall}/daily-data``: enter daily data (a JSON list of entries) for
-  systems that cannot push; ``POST …/daily-data/import``: the same from the CSV template,
-  sent as the raw body (``Content-Type: text/csv``); ``GET …/daily-data?day=``: a day's
-  entries; ``GET /api/v1/daily-data/template.csv``: the template. Entering needs the hall
-  manager, supervision officer or admin role; a bad entry or line rejects them all (422,
-  one ``line N: field: message`` each). See :mod:`aggregator.reports.daily_data`.
+  systems that cannot push; ``POST …/daily-data/import[?filename=]``: the same from the
+  template as CSV or XLSX, sent as the raw body (format by file name — ``?filename=`` or
+  ``Content-Disposition`` —, else ``Content-Type``, else the bytes); ``GET
+  …/daily-data?day=``: a day's entries; ``GET /api/v1/daily-data/template.csv`` and
+  ``template.xlsx``: the template. Entering needs the hall manager, supervision officer or
+  admin role; a bad entry, line or row rejects them all (422, one ``line N: field:
+  message`` or ``row N: …`` each). See :mod:`aggregator.reports.daily_data` and
+  :mod:`aggregator.reports.daily_import`.
 
 The runner comes from :class:`ApiServices` (``reports``, set by the aggregator service);
 without one these routes answer 503. Producing needs the supervision officer or admin role.
@@ -35,10 +38,10 @@ from aggregator.reports.daily_data import (
     EntryProblem,
     check_entry,
     entries_of_day,
-    parse_csv,
     save_entries,
     template_csv,
 )
+from aggregator.reports.daily_import import XLSX_MEDIA_TYPE, parse_import, template_xlsx
 from aggregator.reports.runs import ALL_HALLS, ReportRun, ReportRunner, RunResult
 from aggregator.reports.schedule import ReportKind
 from hallwatch.contract import utcnow
@@ -51,6 +54,7 @@ EntererDep = Annotated[
 ]
 MAX_IMPORT_BYTES = 1 << 20
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_FILENAME = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
 
 
 def get_runner(services: ServicesDep) -> ReportRunner:
@@ -279,20 +283,32 @@ def enter_daily_data(
 @router.post(
     "/halls/{hall}/daily-data/import",
     response_model=DailySavedOut,
-    summary="Import daily data from the CSV template",
+    summary="Import daily data from the template (CSV or XLSX)",
 )
 async def import_daily_data(
-    hall: HallDep, services: ServicesDep, caller: EntererDep, request: Request
+    hall: HallDep,
+    services: ServicesDep,
+    caller: EntererDep,
+    request: Request,
+    filename: Annotated[str, Query(max_length=255)] = "",
 ) -> DailySavedOut:
-    """Import the CSV template sent as the body (UTF-8, ``text/csv``): all lines or none."""
+    """Import the template sent as the body, CSV (UTF-8) or XLSX: all rows or none.
+
+    The format: the file name's suffix (``?filename=`` or ``Content-Disposition``), else
+    ``Content-Type`` (``text/csv`` or the XLSX type), else the bytes.
+    """
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "file over 1 MiB")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, ["file: not UTF-8"]) from exc
-    entries, problems = parse_csv(content, _hall_windows(hall))
+    if not filename:
+        found = _FILENAME.search(request.headers.get("content-disposition", ""))
+        filename = found.group(1) if found else ""
+    entries, problems = parse_import(
+        raw,
+        _hall_windows(hall),
+        content_type=request.headers.get("content-type", ""),
+        filename=filename,
+    )
     return _save(services, hall, caller, entries, problems)
 
 
@@ -324,4 +340,14 @@ def daily_data_template(_caller: CallerDep) -> Response:
         template_csv(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="daily-data-template.csv"'},
+    )
+
+
+@router.get("/daily-data/template.xlsx", summary="The daily data import template (XLSX)")
+def daily_data_template_xlsx(_caller: CallerDep) -> Response:
+    """The XLSX template: sheet ``daily_data`` with the header row."""
+    return Response(
+        template_xlsx(),
+        media_type=XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": 'attachment; filename="daily-data-template.xlsx"'},
     )
