@@ -90,6 +90,12 @@ class HallInfo(_Base):
         min_length=1,
         description="IANA timezone the service hours are written in.",
     )
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{2,12}$",
+        description="行政区划代码 of the hall's area (e.g. 330100 杭州市, 330106 西湖区): "
+        "a supervision officer scoped to a region sees the halls whose code starts with it.",
+    )
 
     @field_validator("timezone")
     @classmethod
