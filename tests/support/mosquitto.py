@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.server import ServerProcess, find_binary, port_open
@@ -28,21 +29,32 @@ class Mosquitto(ServerProcess):
         persistence: Keep sessions and queued messages across restarts (on disk in the
             broker's temp folder).
         binary: mosquitto executable (default: found on the system).
+        allow_anonymous: Let clients connect without a user name (the tests' default).
+        extra_config: More config lines, written after the generated ones (e.g.
+            ``password_file ...`` and ``acl_file ...``).
     """
 
     def __init__(
-        self, port: int | None = None, *, persistence: bool = False, binary: str | None = None
+        self,
+        port: int | None = None,
+        *,
+        persistence: bool = False,
+        binary: str | None = None,
+        allow_anonymous: bool = True,
+        extra_config: Sequence[str] = (),
     ) -> None:
         found = binary or find_mosquitto()
         if found is None:
             raise FileNotFoundError("mosquitto is not installed")
         super().__init__("mosquitto", found, port)
         self.persistence = persistence
+        self.allow_anonymous = allow_anonymous
+        self.extra_config = tuple(extra_config)
 
     def _write_config(self) -> Path:
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
             "log_dest stderr",
             "log_type error",
@@ -56,6 +68,7 @@ class Mosquitto(ServerProcess):
         if os.geteuid() == 0:
             # mosquitto drops root privileges to the "mosquitto" user unless told not to.
             lines.append("user root")
+        lines.extend(self.extra_config)
         conf = self.dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
