@@ -40,6 +40,8 @@ import uvicorn
 from aggregator.alerts import BusAlertSink, FanoutSink
 from aggregator.api.deps import ApiServices
 from aggregator.api.main import create_app
+from aggregator.auth.roles import Role
+from aggregator.auth.users import UserStore
 from aggregator.bus import LiveBus
 from aggregator.cases.notify import CaseNotifier
 from aggregator.cases.register import CaseRegister
@@ -105,6 +107,10 @@ def build_series_store(settings: AggregatorSettings) -> TimeSeriesStore:
         max_pending=settings.series_max_pending,
         write_timeout_s=settings.series_write_timeout_s,
     )
+
+
+class NoUsersError(RuntimeError):
+    """The aggregator has no users: it would serve a dashboard nobody can sign in to."""
 
 
 class AggregatorService:
@@ -178,6 +184,9 @@ class AggregatorService:
             ),
             catch_up_days=settings.report_catch_up_days,
         )
+        self.users = UserStore(
+            self.state, self.halls, session_ttl=timedelta(hours=settings.session_ttl_h)
+        )
         self.app = create_app(
             ApiServices(
                 state=self.state,
@@ -189,6 +198,8 @@ class AggregatorService:
                 series=self.series,
                 evidence_retention_days=settings.evidence_retention_days,
                 reports=self.reports,
+                users=self.users,
+                cookie_secure=settings.cookie_secure,
             )
         )
         self._reporter: threading.Thread | None = None
@@ -221,6 +232,27 @@ class AggregatorService:
         if self._url is None:
             raise RuntimeError("the service is not started")
         return self._url
+
+    def ensure_users(self) -> None:
+        """Make sure someone can sign in, or refuse to start.
+
+        When no enabled admin exists and ``admin_password`` is set, the user ``admin`` is
+        created with it (settings refuse a weak or well-known one).
+
+        Raises:
+            NoUsersError: There are no users and no ``admin_password`` to make one.
+        """
+        self.state.create_all()
+        password = self.settings.admin_password
+        if password is not None and self.users.count(Role.ADMIN) == 0:
+            self.users.add("admin", role=Role.ADMIN, password=password.get_secret_value(),
+                           actor="HALLWATCH_ADMIN_PASSWORD")  # fmt: skip
+            logger.warning("created the user admin from HALLWATCH_ADMIN_PASSWORD: unset it now")
+        if self.users.count() == 0:
+            raise NoUsersError(
+                "no users: nobody could sign in. Set HALLWATCH_ADMIN_PASSWORD (12+ characters) "
+                "for the first start, or add one with `hallwatch users add NAME --role admin`"
+            )
 
     def start(self, timeout: float = 10.0) -> None:
         """Create tables, connect MQTT, start the rule ticker and the HTTP server.

@@ -19,6 +19,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from aggregator.auth.passwords import WELL_KNOWN, weak_password_reason
+
 
 def _default_client_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
@@ -201,6 +203,19 @@ class AggregatorSettings(BaseSettings):
     report_push_timeout_s: float = Field(
         default=10, gt=0, le=120, description="Timeout of one push request."
     )
+    session_ttl_h: float = Field(
+        default=12, ge=0.25, le=168, description="Lifetime of a dashboard session (hours)."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure: set true when the aggregator is served "
+        "over HTTPS (behind a TLS proxy).",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="First start only: create the user `admin` with this password when no "
+        "admin exists (12+ characters, not a well-known default). Unset it afterwards.",
+    )
     report_catch_up_days: int = Field(
         default=7,
         ge=0,
@@ -238,6 +253,18 @@ class AggregatorSettings(BaseSettings):
     def daily_report_time(self) -> time:
         """``daily_report_at`` as a time of day."""
         return time.fromisoformat(self.daily_report_at)
+
+    @model_validator(mode="after")
+    def _no_default_secrets(self) -> AggregatorSettings:
+        for name in ("mqtt_password", "series_token", "sms_gateway_token", "report_push_token"):
+            secret = getattr(self, name)
+            if secret is not None and secret.get_secret_value().strip().lower() in WELL_KNOWN:
+                raise ValueError(f"{name} is a well-known default secret; set a real one")
+        if self.admin_password is not None:
+            why = weak_password_reason(self.admin_password.get_secret_value())
+            if why is not None:
+                raise ValueError(f"admin_password refused: {why}")
+        return self
 
     @model_validator(mode="after")
     def _series_server_needs_url(self) -> AggregatorSettings:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from hallwatch import cli_users, deploy_mqtt
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 
 def _cmd_aggregator(args: argparse.Namespace) -> int:
-    from aggregator.service import AggregatorService
+    from aggregator.service import AggregatorService, NoUsersError
     from aggregator.settings import AggregatorSettings
 
     overrides: dict[str, object] = {}
@@ -68,6 +70,11 @@ def _cmd_aggregator(args: argparse.Namespace) -> int:
         overrides["http_port"] = args.port
     settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
     service = AggregatorService.from_settings(settings)
+    try:
+        service.ensure_users()
+    except NoUsersError as exc:
+        print(f"hallwatch aggregator: {exc}", file=sys.stderr)
+        return 2
     service.start()
     print(f"HallWatch aggregator: {service.url}", flush=True)
     _wait_for_signal()
@@ -225,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--time-format", choices=["iso", "gbt"], default="iso")
     export.add_argument("--no-progress", action="store_true", help="No progress bar.")
     export.set_defaults(func=_cmd_export)
+
+    cli_users.add_parser(sub)
+    deploy_mqtt.add_subcommand(sub)
     return parser
 
 

@@ -34,6 +34,7 @@ from hallwatch.contract import (
     parse_alert,
 )
 from tests.conftest import build_hall
+from tests.support.api import admin_token
 from tests.support.mosquitto import Mosquitto, find_mosquitto
 from tests.support.running import wait_until
 
@@ -142,7 +143,8 @@ def test_facts_over_mqtt_are_stored(
     assert service.state.seen_count(hall) == 2
     (letter,) = service.state.dead_letters()
     assert letter.reason.startswith("invalid fact")
-    posts = httpx.get(f"{service.url}/api/v1/halls/{hall}/posts", timeout=5).json()
+    url = f"{service.url}/api/v1/halls/{hall}/posts"
+    posts = httpx.get(url, headers=admin_token(service), timeout=5).json()
     assert (posts[0]["id"], posts[0]["state"], posts[0]["camera_online"]) == ("w1", "on_post", True)
     health = httpx.get(f"{service.url}/healthz", timeout=5)
     assert health.status_code == 200, health.text

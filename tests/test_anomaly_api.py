@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from aggregator.bus import LiveBus
 from aggregator.cases.register import CaseRegister
 from aggregator.ingest import Ingestor
@@ -33,6 +32,7 @@ from hallwatch.contract import (
     encode,
     fact_topic,
 )
+from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall, t
 
 A, B = "h-cases-a", "h-cases-b"
@@ -94,7 +94,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     cases = CaseRegister(state, halls, bus=bus, clock=lambda: clock[0])
     ingestor = Ingestor(state, series, halls, bus, cases=cases, clock=lambda: clock[0])
     services = ApiServices(state=state, halls=halls, bus=bus, cases=cases)
-    with TestClient(create_app(services)) as client:
+    with TestClient(signed_in_app(services)) as client:
         api = Api(client, ingestor, clock)
         api.feed(wait(A, t("10:30")))
         api.feed(rating(A, t("11:00"), "r1", window="1"))
@@ -157,7 +157,7 @@ def test_manual_entry(api: Api) -> None:
     )  # fmt: skip
     assert (a["window"], a["department"], a["opened"]) == ("2", "social", "2026-11-02T06:00:00Z")
     detail = api.client.get(api.url(suffix=f"/{a['id']}")).json()
-    assert detail["transitions"][0]["actor"] == "local"
+    assert detail["transitions"][0]["actor"] == "test-admin"
     assert detail["evidence"][0]["fact_kind"] == "manual"
     earlier = {"source": "inspection", "description": "现场检查", "opened": "2026-11-02T01:00:00Z"}
     assert api.client.post(api.url(), json=earlier).json()["opened"] == "2026-11-02T01:00:00Z"

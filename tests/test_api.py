@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from aggregator.api.deps import ApiServices
-from aggregator.api.main import create_app
 from aggregator.bus import LiveBus
 from aggregator.ingest import Ingestor
 from aggregator.store.state import Alert, StateStore
@@ -34,6 +33,7 @@ from hallwatch.contract import (
     fact_topic,
 )
 from tests.conftest import build_hall
+from tests.support.api import signed_in_app
 
 A, B = "h-api-a", "h-api-b"
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
@@ -92,7 +92,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
                 _alert("a3", B, "w1", "11:00", "11:20"),
             ]
         )
-    with TestClient(create_app(services)) as client:
+    with TestClient(signed_in_app(services)) as client:
         yield Api(client, services, ingestor, mqtt_up)
     series.close()
     state.dispose()

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from aggregator.reports.daily_data import DailyData, parse_csv
 from aggregator.reports.runs import ReportRunner
 from aggregator.reports.schedule import ReportKind
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
+from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall
 
 H = "h-cases"
@@ -44,7 +44,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     series = SqliteTimeSeriesStore(":memory:")
     halls = {H: case_hall()}
     runner = ReportRunner(state, series, halls, tmp_path / "reports", time(16, 0))
-    app = create_app(ApiServices(state=state, halls=halls, series=series, reports=runner))
+    app = signed_in_app(ApiServices(state=state, halls=halls, series=series, reports=runner))
     with TestClient(app) as client:
         yield Env(state, runner, app, client)
     series.close()
@@ -72,7 +72,7 @@ def test_entry_then_reentry_replaces(env: Env) -> None:
         ("cases_received", None, 15.0, "corrected"),
         ("complaints", "2", 1.0, "x"),
     ]
-    assert got[0]["entered_by"] == "local" and rows(env.state) == 2
+    assert got[0]["entered_by"] == "test-admin" and rows(env.state) == 2
     assert c.get(URL, params={"day": "2026-11-24"}).json() == []
 
 

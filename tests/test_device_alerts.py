@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from aggregator.alerts import ListSink
 from aggregator.api.deps import ApiServices
-from aggregator.api.main import create_app
 from aggregator.bus import LiveBus
 from aggregator.ingest import Ingestor, IngestOutcome
 from aggregator.rules.device_offline import DeviceOfflineRule
@@ -42,6 +41,7 @@ from hallwatch.contract import (
     fact_topic,
 )
 from tests.conftest import build_hall
+from tests.support.api import signed_in_app
 
 SH = ZoneInfo("Asia/Shanghai")
 HALL = "h-dev"
@@ -263,7 +263,7 @@ def test_api_lists_devices_and_alerts_carry_device(h: Harness) -> None:
     h.device("k1", OFF, t("10:00"), reason="HTTP 503")
     h.device("x9", OFF, t("10:01"), kind=DeviceKind.SCREEN)  # not in the config
     services = ApiServices(state=h.state, halls=h.halls)
-    with TestClient(create_app(services)) as client:
+    with TestClient(signed_in_app(services)) as client:
         r = client.get(f"/api/v1/halls/{HALL}/devices")
         assert r.status_code == 200
         devices = {d["id"]: d for d in r.json()}

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,6 +21,7 @@ from aggregator.store.state import DeviceStatus
 from edge.worker import EdgeWorker
 from hallwatch.config import HallConfig
 from hallwatch.contract import AlertMessage, AlertState, alerts_topic, parse_alert
+from tests.support.api import admin_token
 from tests.support.hall_scene import CAMERA, scene_hall, write_short_video
 from tests.support.mosquitto import Mosquitto
 from tests.support.rtsp import RtspServer, gst_rtsp_available
@@ -97,16 +99,16 @@ def test_clerk_leaving_raises_and_return_resolves_an_off_post_alert(
     away = (resolved[0].end - resolved[0].start).total_seconds()
     assert 22 <= away <= 28, f"w2 was away ~25 s in the video, the alert says {away:.1f} s"
 
-    posts = {p["id"]: p for p in _get_json(service.url + f"/api/v1/halls/{hall.hall.id}/posts")}
+    posts = {p["id"]: p for p in _get_json(service, f"/api/v1/halls/{hall.hall.id}/posts")}
     assert {pid: posts[pid]["state"] for pid in ("w1", "w3", "w4")} == dict.fromkeys(
         ("w1", "w3", "w4"), "on_post"
     )
 
 
-def _get_json(url: str) -> object:
+def _get_json(service: AggregatorService, path: str) -> Any:
     import httpx
 
-    response = httpx.get(url, timeout=5)
+    response = httpx.get(service.url + path, headers=admin_token(service), timeout=5)
     response.raise_for_status()
     return response.json()
 
@@ -143,8 +145,8 @@ def test_rtsp_camera_drop_is_reported_offline_and_reconnects(
             wait_until(
                 lambda: any(
                     p["state"] == "on_post"
-                    for p in _get_json(service.url + f"/api/v1/halls/{hall.hall.id}/posts")
-                ),  # type: ignore[union-attr]
+                    for p in _get_json(service, f"/api/v1/halls/{hall.hall.id}/posts")
+                ),
                 20,
                 "presence facts from the RTSP stream",
             )

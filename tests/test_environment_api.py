@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from hallwatch.contract import FlowBody, FlowFact, HygieneMethod
+from tests.support.api import signed_in_app
 from tests.test_zone_alerts import BAD, HALL, SOURCE, Harness, hygiene, occupancy, snapshot, t
 
 
@@ -37,7 +37,7 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     h = Harness(tmp_path)
-    app = create_app(ApiServices(state=h.state, halls=h.halls, series=h.series))
+    app = signed_in_app(ApiServices(state=h.state, halls=h.halls, series=h.series))
     with TestClient(app) as client:
         yield Api(h, client)
     h.close()
@@ -200,7 +200,7 @@ def test_range_errors_and_scoping(flows: Api) -> None:
 def test_without_a_series_store_the_ranges_are_503(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     try:
-        with TestClient(create_app(ApiServices(state=h.state, halls=h.halls))) as client:
+        with TestClient(signed_in_app(ApiServices(state=h.state, halls=h.halls))) as client:
             r = client.get(f"/api/v1/halls/{HALL}/flow")
             assert r.status_code == 503 and "time-series" in r.json()["detail"]
             assert client.get(f"/api/v1/halls/{HALL}/zones").status_code == 200

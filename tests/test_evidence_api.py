@@ -19,12 +19,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
 from aggregator.store.evidence import EvidenceSnapshot, purge_evidence, store_evidence
 from aggregator.store.state import Alert
 from hallwatch.contract import AlertKind, PostState, encode, fact_topic, new_id
+from tests.support.api import signed_in_app
 from tests.test_zone_alerts import (
     BAD,
     GOOD,
@@ -73,7 +73,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     h.feed(hygiene(BAD, t("10:00"), evidence=snapshot(t("10:05"), variant=1)))
     h.feed(occupancy(t("10:00"), 12))  # crowding without a snapshot
     h.feed(hygiene(BAD, t("10:00"), hall=OTHER, evidence=snapshot(t("10:05"), variant=2)))
-    app = create_app(
+    app = signed_in_app(
         ApiServices(state=h.state, halls=h.halls, series=h.series, evidence_retention_days=30)
     )
     with TestClient(app) as client:

@@ -23,7 +23,6 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import func, select
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from aggregator.cases.models import Anomaly, TicketCall
 from aggregator.reports.daily import department_days
 from aggregator.reports.monthly import bulletin_document, monthly_document, rank
@@ -42,6 +41,7 @@ from aggregator.store.timeseries import (
 )
 from hallwatch.config.models import HallConfig
 from hallwatch.workdays import WorkCalendar
+from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall
 
 H = "h-cases"
@@ -383,7 +383,7 @@ def test_settings_daily_report_at() -> None:
 
 def test_api(env: Env) -> None:
     halls = {H: env.hall}
-    app = create_app(ApiServices(state=env.state, halls=halls, series=env.series))
+    app = signed_in_app(ApiServices(state=env.state, halls=halls, series=env.series))
     with TestClient(app) as c:
         assert c.get(f"/api/v1/halls/{H}/reports").status_code == 503
         app.state.services.reports = env.runner

@@ -18,7 +18,6 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from aggregator.api.deps import ApiServices
-from aggregator.api.main import create_app
 from aggregator.reports import daily_data, daily_import
 from aggregator.reports.daily_data import TEMPLATE_HEADER, DailyData, parse_csv
 from aggregator.reports.daily_import import (
@@ -33,6 +32,7 @@ from aggregator.reports.daily_import import (
 from aggregator.reports.runs import ReportRunner
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
+from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall
 
 H = "h-cases"
@@ -77,7 +77,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     series = SqliteTimeSeriesStore(":memory:")
     halls = {H: case_hall()}
     runner = ReportRunner(state, series, halls, tmp_path / "reports", time(16, 0))
-    app = create_app(ApiServices(state=state, halls=halls, series=series, reports=runner))
+    app = signed_in_app(ApiServices(state=state, halls=halls, series=series, reports=runner))
     with TestClient(app) as client:
         yield Env(state, client)
     series.close()

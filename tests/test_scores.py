@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.api.main import create_app
 from aggregator.bus import LiveBus
 from aggregator.cases.models import Anomaly, TicketCall
 from aggregator.cases.register import CaseRegister
@@ -37,6 +36,7 @@ from hallwatch.config.models import HallConfig
 from hallwatch.config.scoring import ScoringModel
 from hallwatch.contract import RatingBody, RatingFact, RatingLevel, encode, fact_topic
 from tests.conftest import build_hall
+from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall
 
 MODEL = ScoringModel()
@@ -361,7 +361,7 @@ def client(stores: Stores) -> Iterator[TestClient]:
     halls = {"h-cases": stores.hall, "h-other": case_hall("h-other")}
     cases = CaseRegister(stores.state, halls)
     services = ApiServices(state=stores.state, halls=halls, cases=cases, series=stores.series)
-    with TestClient(create_app(services)) as c:
+    with TestClient(signed_in_app(services)) as c:
         yield c
 
 

@@ -5,28 +5,23 @@ Routes never reach into ``app.state`` themselves; they declare what they need:
 ``HallDep`` (one of them, from the ``{hall}`` path parameter, 404 otherwise), ``BusDep``
 (the live bus) and ``ServicesDep`` (everything).
 
-Access control plugs in here, in one place: a ``current_user`` dependency (token →
-user with role and halls) goes into :func:`get_visible_halls`, which then returns only the
-user's halls; every route already scopes its data by ``HallsDep``, and the ``/api/v1``
-router in :mod:`aggregator.api.routes` is where a router-wide authentication dependency
-is added.
-
-Roles (``Role``, ``Caller``, ``CallerDep``, :func:`require_roles`): every route of the
-异常办件 register declares the roles it admits. Until the access-control issue lands,
-:func:`get_caller` returns the embedded single-user caller (``local``, role ``admin``).
-Login plugs in by replacing :func:`get_caller` (e.g. ``app.dependency_overrides`` or a
-token → user lookup here); :func:`require_roles` and the routes stay as they are.
+Access control (:func:`get_caller`, ``CallerDep``, :func:`require_roles`): every
+``/api/v1`` route needs a caller — a bearer token or the dashboard's session cookie, looked
+up in the user store (:mod:`aggregator.auth`) — and sees only the caller's halls through
+``HallsDep``; routes that change something declare the roles they admit. Tests stand in a
+caller with ``app.dependency_overrides[get_caller]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from aggregator.auth.roles import Caller, Role
+from aggregator.auth.users import UserStore
 from aggregator.bus import LiveBus
 from aggregator.cases.register import CaseRegister
 from aggregator.store.state import StateStore
@@ -55,6 +50,8 @@ class ApiServices:
         evidence_retention_days: Days snapshots are kept (named when a purged one is asked
             for).
         reports: The report runner (None: the report routes answer 503).
+        users: The user store (None: nobody can sign in; tests override the caller).
+        cookie_secure: Whether the session cookie is marked Secure (HTTPS deployments).
     """
 
     state: StateStore
@@ -66,6 +63,8 @@ class ApiServices:
     series: TimeSeriesStore | None = None
     evidence_retention_days: int = 180
     reports: ReportRunner | None = None
+    users: UserStore | None = None
+    cookie_secure: bool = False
 
 
 def get_services(request: Request) -> ApiServices:
@@ -75,6 +74,8 @@ def get_services(request: Request) -> ApiServices:
 
 
 ServicesDep = Annotated[ApiServices, Depends(get_services)]
+
+__all__ = ["Caller", "Role"]  # re-exported: routes import them from here
 
 
 def get_state(services: ServicesDep) -> StateStore:
@@ -87,41 +88,44 @@ def get_bus(services: ServicesDep) -> LiveBus:
     return services.bus
 
 
-class Role(StrEnum):
-    """Roles of API callers."""
-
-    SUPERVISION_OFFICER = "supervision_officer"
-    """电子监察 officer: enters and decides anomalies."""
-    HALL_MANAGER = "hall_manager"
-    """Hall manager: appeals and rectifies the hall's anomalies."""
-    AUDITOR = "auditor"
-    """Reads everything, changes nothing."""
-    ADMIN = "admin"
-    """Everything."""
+SESSION_COOKIE = "hallwatch_session"
+"""The dashboard's session cookie (HttpOnly, SameSite=Strict): a session token."""
+CSRF_HEADER = "X-HallWatch-Request"
+"""Header a cookie-authenticated request must carry to change anything (any value): a
+page of another site cannot set it, so it cannot act with the user's cookie."""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling: a name (recorded as the actor of changes), a role, and the halls
-    they may see (``None``: every hall, e.g. a provincial supervision officer)."""
+def get_caller(request: Request, services: ServicesDep) -> Caller:
+    """The caller of this request, from ``Authorization: Bearer <token>`` (API and machine
+    clients) or the dashboard's session cookie.
 
-    name: str
-    role: Role
-    halls: frozenset[str] | None = None
+    Raises:
+        HTTPException: 401 without valid credentials; 403 for a cookie-authenticated
+            change without :data:`CSRF_HEADER`.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    from_cookie = False
+    kinds: tuple[str, ...]
+    if scheme.lower() == "bearer" and credentials.strip():
+        secret, kinds = credentials.strip(), ("api", "session")
+    elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
+        secret, kinds, from_cookie = cookie, ("session",), True
+    else:
+        raise _unauthorized("sign in, or send Authorization: Bearer <token>")
+    caller = services.users.caller(secret, kinds=kinds) if services.users is not None else None
+    if caller is None:
+        raise _unauthorized("the token or session is unknown, expired or revoked")
+    if from_cookie and request.method not in _SAFE_METHODS and CSRF_HEADER not in request.headers:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing {CSRF_HEADER} header")
+    return caller
 
-    def may_see(self, hall: str) -> bool:
-        """Whether this caller may see (and act on) a hall."""
-        return self.halls is None or hall in self.halls
 
-
-LOCAL_CALLER = Caller(name="local", role=Role.ADMIN)
-"""The embedded single-user caller, until access control arrives."""
-
-
-def get_caller() -> Caller:
-    """The caller of this request (the embedded ``local`` admin for now; login replaces
-    this dependency)."""
-    return LOCAL_CALLER
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

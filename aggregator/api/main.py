@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from aggregator.api.deps import ApiServices
-from aggregator.api.routes import api_router, health
+from aggregator.api.routes import api_router, health, public_router
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -36,6 +36,7 @@ def create_app(services: ApiServices) -> FastAPI:
         version="1",
     )
     app.state.services = services
+    app.include_router(public_router)
     app.include_router(api_router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

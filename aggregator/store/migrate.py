@@ -42,6 +42,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
 
 # Imported for their tables, which join Base.metadata: the 异常办件 register, the evidence.
+import aggregator.auth.models
 import aggregator.cases.models
 import aggregator.export.audit
 import aggregator.reports.daily_data

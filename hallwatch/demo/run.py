@@ -52,6 +52,8 @@ from hallwatch.demo.scene import DemoScript, default_script, write_demo_video
 logger = logging.getLogger(__name__)
 
 DEMO_HALL = "demo-hall"
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"  # the demo only: see _demo_user
 DEMO_CAMERA = "hall-cam"
 GRACE_S = 3.0
 OFF_POST_AFTER_S = 15.0
@@ -268,6 +270,7 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
         report_dir=workdir / "reports",
     )
     service = AggregatorService(settings, {DEMO_HALL: config})
+    _demo_user(service)
     edge = EdgeWorker(config, stats_interval_s=10.0)
     devices: MorningPublisher | None = None
     heartbeats = HeartbeatPublisher(DEMO_HALL, host="127.0.0.1", port=broker.port)
@@ -276,7 +279,11 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
         service.wait_mqtt_connected(10.0)
         edge.start()
         heartbeats.start()  # at once: the devices' offline clocks start with the edge
-        print(f"HallWatch demo: open {service.url}/ (Ctrl-C to stop)", flush=True)
+        print(
+            f"HallWatch demo: open {service.url}/ and sign in as {DEMO_USER} / {DEMO_PASSWORD}"
+            " (Ctrl-C to stop)",
+            flush=True,
+        )
         devices = _start_devices(edge, config, broker.port)
         stop = threading.Event()
         if duration_s is None:
@@ -294,6 +301,19 @@ def run_demo(*, duration_s: float | None, http_port: int, workdir: Path) -> int:
         service.stop()
         broker.stop()
     return 0
+
+
+def _demo_user(service: AggregatorService) -> None:
+    """The demo's one account. Its password is the only default secret HallWatch has, and
+    only the demo makes it (``hallwatch aggregator`` refuses to start without real users)."""
+    from aggregator.auth.roles import Role
+
+    service.state.create_all()
+    if service.users.get(DEMO_USER) is None:
+        service.users.add(
+            DEMO_USER, role=Role.ADMIN, password=DEMO_PASSWORD, display_name="演示 (demo)",
+            actor="demo", check_password=False,
+        )  # fmt: skip
 
 
 def _start_devices(edge: EdgeWorker, config: HallConfig, port: int) -> MorningPublisher | None:

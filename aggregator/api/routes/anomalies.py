@@ -38,9 +38,9 @@ from hallwatch.contract import AnomalyKind, AnomalyLevel
 router = APIRouter(prefix="/halls/{hall}", tags=["anomalies"])
 
 OfficerDep = Annotated[Caller, Depends(require_roles(Role.SUPERVISION_OFFICER, Role.ADMIN))]
-ManagerDep = Annotated[
-    Caller, Depends(require_roles(Role.SUPERVISION_OFFICER, Role.HALL_MANAGER, Role.ADMIN))
-]
+ManagerDep = Annotated[Caller, Depends(require_roles(Role.HALL_MANAGER, Role.ADMIN))]
+"""Appeal (申诉) and rectification (整改) are the hall's side; deciding is the officers':
+separation of duties between the two roles."""
 
 _ERRORS: list[tuple[type[CaseError], int]] = [
     (AnomalyNotFoundError, status.HTTP_404_NOT_FOUND),
