@@ -1,11 +1,13 @@
 """Where opened and resolved alerts go: the :class:`AlertSink` protocol and helpers.
 
 Implementations: :class:`aggregator.mqtt_ingest.MqttAlertPublisher` (the hall's alerts
-topic, for hall managers), :class:`BusAlertSink` (the live dashboard), and
+topic, for hall managers), :class:`BusAlertSink` (the live dashboard),
+:class:`aggregator.notify.routing.AlertRouter` (the people a hall's ``routing`` names, by
+their own MQTT topic and SMS, with escalation; docs/alert-routing.md), and
 :class:`FanoutSink` to send to several. :func:`publish_alerts` is how every rule (off-post,
 device-offline, hygiene and crowding) hands its alerts over after its transaction
-commits. SMS for 异常办件 is routed by :class:`aggregator.cases.notify.CaseNotifier`
-through :mod:`aggregator.notify.sms`.
+commits. SMS for 异常办件 is also sent by :class:`aggregator.cases.notify.CaseNotifier`
+to the hall's ``notify.sms`` recipients, through :mod:`aggregator.notify.sms`.
 """
 
 from __future__ import annotations

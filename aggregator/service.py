@@ -47,6 +47,8 @@ from aggregator.cases.notify import CaseNotifier
 from aggregator.cases.register import CaseRegister
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_ingest import MqttAlertPublisher, MqttIngest
+from aggregator.notify.channels import PahoTopicPublisher
+from aggregator.notify.routing import AlertRouter
 from aggregator.notify.sms import SmsNotifier
 from aggregator.reports.runs import PushTarget, ReportRunner
 from aggregator.rules.device_offline import DeviceOfflineRule
@@ -146,6 +148,7 @@ class AggregatorService:
         self.device_rule = DeviceOfflineRule(self.halls, self.sink)
         self.zone_rule = ZoneAlertRule(self.state, self.halls, self.sink)
         self.sms = SmsNotifier.from_settings(settings)
+        self.router = AlertRouter(self.state, self.halls, sms=self.sms, clock=clock)
         self.cases = CaseRegister(
             self.state,
             self.halls,
@@ -169,7 +172,9 @@ class AggregatorService:
         if mqtt:
             client = self.mqtt = MqttIngest(settings, self.ingestor)
             self.sink.sinks.append(MqttAlertPublisher(client.client))
+            self.router.mqtt = PahoTopicPublisher(client.client)
             mqtt_connected = lambda: client.connected  # noqa: E731
+        self.sink.sinks.append(self.router)
         self.reports = ReportRunner(
             self.state,
             self.series,
@@ -202,6 +207,7 @@ class AggregatorService:
                 cookie_secure=settings.cookie_secure,
             )
         )
+        self.app.state.alert_sink = self.sink  # a manually resolved alert goes out here
         self._reporter: threading.Thread | None = None
         self._purged_at: datetime | None = None
         self._stop = threading.Event()
@@ -338,6 +344,7 @@ class AggregatorService:
                 self.cases.escalate(now)
             except Exception:
                 logger.exception("anomaly escalation failed; retrying at the next tick")
+            self.router.tick(now)  # alert escalation, held texts; logs its own failures
             try:
                 self.housekeeping(now)
             except Exception:

@@ -29,7 +29,7 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hallwatch.config import devices, loader, models, scoring, zones  # noqa: E402
+from hallwatch.config import devices, loader, models, routing, scoring, zones  # noqa: E402
 
 DOC = ROOT / "docs" / "config.md"
 
@@ -53,6 +53,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("environment", zones.EnvironmentConfig),
     ("evidence", zones.EvidenceConfig),
     ("scoring", scoring.ScoringModel),
+    ("routing", routing.RoutingConfig),
+    ("routing.recipients[]", routing.RoutingRecipient),
+    ("routing.routes[]", routing.RouteConfig),
+    ("routing.escalation", routing.EscalationConfig),
+    ("routing.quiet_hours[]", routing.QuietHours),
+    ("routing.dedup", routing.DedupConfig),
+    ("routing.rate_limit", routing.RateLimitConfig),
 ]
 
 INTRO = """\
@@ -174,6 +181,8 @@ thresholds:
 
 def _fmt_type(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _fmt_type(args[0])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_fmt_type(a) for a in args)
     if origin is list:

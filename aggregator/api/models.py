@@ -7,6 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from aggregator.notify.actions import Acknowledgement
+from aggregator.notify.records import (
+    ActionKind,
+    AlertAction,
+    AlertNotification,
+    Channel,
+    NotificationEvent,
+    Outcome,
+)
 from aggregator.store.evidence import evidence_path
 from aggregator.store.state import Alert
 from hallwatch.config.zones import ZoneKind
@@ -117,10 +126,19 @@ class AlertOut(BaseModel):
         description="API path of the alert's snapshot (alerts from video; supervision "
         "officers, hall managers and admins only), null if it has none.",
     )
+    acknowledged_by: str | None = Field(
+        default=None, description="Who acknowledged it (已确认): escalation stopped then."
+    )
+    acknowledged_at: datetime | None = Field(
+        default=None, description="When it was acknowledged (UTC); null: not yet."
+    )
 
     @classmethod
-    def of(cls, row: Alert, now: datetime | None = None) -> AlertOut:
-        """From a stored alert (``now``: the end of an open alert's duration)."""
+    def of(
+        cls, row: Alert, now: datetime | None = None, ack: Acknowledgement | None = None
+    ) -> AlertOut:
+        """From a stored alert (``now``: the end of an open alert's duration; ``ack``: its
+        acknowledgement, if any)."""
         end = row.end if row.end is not None else (now or utcnow())
         return cls(
             id=row.id,
@@ -138,6 +156,8 @@ class AlertOut(BaseModel):
             resolved_at=row.resolved_at,
             message=row.message,
             evidence_url=evidence_path(row.hall, row.id) if row.evidence_id else None,
+            acknowledged_by=ack.by if ack is not None else None,
+            acknowledged_at=ack.at if ack is not None else None,
         )
 
 
@@ -148,6 +168,87 @@ class AlertPage(BaseModel):
     total: int = Field(description="Alerts matching the filters, on all pages.")
     limit: int = Field(description="Page size.")
     offset: int = Field(description="Alerts skipped before this page.")
+
+
+class AlertNoteIn(BaseModel):
+    """An optional note with an action (acknowledge)."""
+
+    note: str = Field(default="", max_length=500, description="Note, e.g. 已通知窗口负责人.")
+
+
+class AlertResolveIn(BaseModel):
+    """Why an alert is resolved by hand (or what a comment says)."""
+
+    note: str = Field(min_length=1, max_length=500, description="Note; required.")
+
+
+class AlertActionOut(BaseModel):
+    """A person's recorded action on an alert."""
+
+    id: int = Field(description="Action id.")
+    alert_id: str = Field(description="The alert (an alerts id or a 异常办件 id).")
+    hall: str = Field(description="Hall id.")
+    action: ActionKind = Field(description="acknowledge, resolve or comment.")
+    actor: str = Field(description="Who (user name).")
+    role: str = Field(description="Their role then.")
+    at: datetime = Field(description="When (UTC).")
+    note: str = Field(description="Their note.")
+
+    @classmethod
+    def of(cls, row: AlertAction) -> AlertActionOut:
+        """From a stored action."""
+        return cls(
+            id=row.id,
+            alert_id=row.alert_id,
+            hall=row.hall,
+            action=ActionKind(row.action),
+            actor=row.actor,
+            role=row.role,
+            at=row.at,
+            note=row.note,
+        )
+
+
+class AlertNotificationOut(BaseModel):
+    """One notification the router decided (phone numbers are not shown)."""
+
+    recipient: str = Field(description="Recipient id (routing.recipients[].id).")
+    level: int = Field(description="Escalation level (1..3).")
+    channel: Channel = Field(description="mqtt (the recipient's topic) or sms.")
+    event: NotificationEvent = Field(description="alert, red_card, resolved or summary.")
+    at: datetime = Field(description="When it was decided (UTC).")
+    outcome: Outcome = Field(
+        description="sent, held (quiet hours), dropped, rate_limited, summarized, flapping, "
+        "refused, failed, no_gateway, or sending."
+    )
+    sent_at: datetime | None = Field(description="When it was handed over (UTC).")
+    detail: str = Field(description="Why, for outcomes other than sent.")
+
+    @classmethod
+    def of(cls, row: AlertNotification) -> AlertNotificationOut:
+        """From a stored notification."""
+        return cls(
+            recipient=row.recipient,
+            level=row.level,
+            channel=Channel(row.channel),
+            event=NotificationEvent(row.event),
+            at=row.at,
+            outcome=Outcome(row.outcome),
+            sent_at=row.sent_at,
+            detail=row.detail,
+        )
+
+
+class AlertActionsOut(BaseModel):
+    """What was done about an alert: people's actions and the notifications sent."""
+
+    alert_id: str = Field(description="The alert.")
+    hall: str = Field(description="Hall id.")
+    open: bool = Field(description="Whether the alert is still open.")
+    acknowledged_by: str | None = Field(description="Who acknowledged it, if anyone.")
+    acknowledged_at: datetime | None = Field(description="When (UTC).")
+    actions: list[AlertActionOut] = Field(description="Actions, oldest first.")
+    notifications: list[AlertNotificationOut] = Field(description="Notifications, oldest first.")
 
 
 class ZoneHygieneOut(BaseModel):

@@ -1,8 +1,14 @@
-"""Notifications of 异常办件 beyond the MQTT alerts topic: SMS through an HTTP gateway.
+"""Telling people: SMS through an HTTP gateway, and alert routing.
 
-:class:`SmsNotifier` only delivers; which recipients get which anomaly (``notify.sms`` in
-the hall config: ``kinds``, ``min_level``) is decided by the caller (docs/cases.md
-section 5).
+- :class:`SmsNotifier` (:mod:`aggregator.notify.sms`) only delivers texts.
+- :mod:`aggregator.notify.routing`: :class:`~aggregator.notify.routing.AlertRouter`, the
+  alert sink that decides who gets which alert by MQTT and SMS from the hall's ``routing``
+  config (quiet hours, de-duplication, rate limits, escalation); its rules in
+  :mod:`aggregator.notify.claims`, its channels in :mod:`aggregator.notify.channels`, its
+  tables in :mod:`aggregator.notify.records`, people's actions (acknowledge, resolve,
+  comment) in :mod:`aggregator.notify.actions` (docs/alert-routing.md).
+- Which ``notify.sms`` recipients get which 异常办件 (``kinds``, ``min_level``) is decided
+  by :class:`aggregator.cases.notify.CaseNotifier` (docs/cases.md section 5).
 """
 
 from __future__ import annotations

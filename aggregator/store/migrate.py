@@ -45,6 +45,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, tex
 import aggregator.auth.models
 import aggregator.cases.models
 import aggregator.export.audit
+import aggregator.notify.records
 import aggregator.reports.daily_data
 import aggregator.reports.runs
 import aggregator.store.evidence  # noqa: F401

@@ -47,6 +47,7 @@ from hallwatch.config.hours import Weekday as Weekday
 from hallwatch.config.hours import _default_hours as _default_hours
 from hallwatch.config.hours import _parse_hhmm as _parse_hhmm
 from hallwatch.config.hours import _workdays as _workdays
+from hallwatch.config.routing import RoutingConfig
 from hallwatch.config.scoring import ScoringModel
 from hallwatch.config.zones import EnvironmentConfig, EvidenceConfig, ZoneConfig, require_area
 
@@ -403,6 +404,9 @@ class HallConfig(_Base):
     )
     notify: NotifyConfig = Field(
         default_factory=NotifyConfig, description="Who gets the hall's 异常办件 by SMS."
+    )
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig, description="Who gets which alerts, by MQTT and SMS."
     )
     scoring: ScoringModel = Field(
         default_factory=ScoringModel,
