@@ -196,3 +196,13 @@ def test_the_aggregator_refuses_to_start_without_a_way_in(
 def test_settings_refuse_default_secrets(field: str, value: str) -> None:
     with pytest.raises(ValidationError, match=field):
         AggregatorSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_logout_ends_sessions_not_api_tokens(
+    service: AggregatorService, client: TestClient
+) -> None:
+    service.users.add("script", role=Role.AUDITOR)
+    token = service.users.issue_token("script", "nightly export").secret
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert client.get("/api/v1/halls", headers=headers).status_code == 200

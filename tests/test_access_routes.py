@@ -52,6 +52,11 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/v1/halls/{hall}/devices"): ALL,
     ("GET", "/api/v1/alerts"): ALL,
     ("GET", "/api/v1/alerts/{alert_id}"): ALL,
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): frozenset({OFFICER, MANAGER, ADMIN}),
+    ("POST", "/api/v1/alerts/{alert_id}/comment"): frozenset({OFFICER, MANAGER, ADMIN}),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): frozenset({OFFICER, ADMIN}),
+    ("GET", "/api/v1/alerts/{alert_id}/actions"): ALL,
+    ("GET", "/api/v1/halls/{hall}/charts/{chart}"): ALL,
     ("GET", "/api/v1/halls/{hall}/anomalies"): ALL,
     ("POST", "/api/v1/halls/{hall}/anomalies"): frozenset({OFFICER, ADMIN}),
     ("GET", "/api/v1/halls/{hall}/anomalies/{anomaly_id}"): ALL,
@@ -110,6 +115,7 @@ SAMPLE_PATH = {
     "kind": "daily",
     "period": "2026-11-02",
     "month": "2026-10",
+    "chart": "waits",
 }
 
 

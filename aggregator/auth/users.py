@@ -273,12 +273,13 @@ class UserStore:
             return True
 
     def logout(self, secret: str) -> None:
-        """End the session a token secret stands for (nothing if unknown)."""
+        """End the dashboard session a token secret stands for (nothing for an unknown
+        secret or an API token: those are revoked by id, by an admin)."""
         with self.state.session() as session:
             row = session.scalar(
                 select(ApiToken).where(ApiToken.token_sha256 == token_digest(secret))
             )
-            if row is not None and row.revoked_at is None:
+            if row is not None and row.kind == "session" and row.revoked_at is None:
                 row.revoked_at = utcnow()
                 self._event(session, "logout", row.username, row.username, "", row.id)
 

@@ -24,6 +24,7 @@ from aggregator.api.anomaly_models import (
     SecondEvaluationIn,
 )
 from aggregator.api.deps import Caller, CallerDep, CasesDep, HallDep, Role, require_roles
+from aggregator.api.params import MAX_OFFSET, ApiTime
 from aggregator.cases.lifecycle import (
     AnomalyNotFoundError,
     CaseError,
@@ -78,13 +79,13 @@ def list_anomalies(
     window: Annotated[str | None, Query(description="Only this window.")] = None,
     department: Annotated[str | None, Query(description="Only this department.")] = None,
     since: Annotated[
-        datetime | None, Query(description="Opened at or after this time (UTC if naive).")
+        ApiTime | None, Query(description="Opened at or after this time (UTC if naive).")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="Opened before this time (UTC if naive).")
+        ApiTime | None, Query(description="Opened before this time (UTC if naive).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Anomalies to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Anomalies to skip.")] = 0,
 ) -> AnomalyPage:
     """The hall's anomalies matching every given filter, newest (by ``opened``) first."""
     filters = AnomalyFilter(

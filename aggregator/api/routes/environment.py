@@ -45,6 +45,7 @@ from aggregator.api.models import (
     ZoneOccupancyStats,
     ZoneOut,
 )
+from aggregator.api.params import ApiTime
 from aggregator.store.evidence import get_evidence
 from aggregator.store.state import Alert
 from aggregator.store.timeseries import MEASUREMENT_FLOW, MEASUREMENT_OCCUPANCY
@@ -164,11 +165,11 @@ def list_zones(hall: HallDep, state: StateDep) -> list[ZoneOut]:
 
 
 SinceQuery = Annotated[
-    datetime | None,
+    ApiTime | None,
     Query(description="Range start (UTC if naive); default: midnight (hall-local) of until's day."),
 ]
 UntilQuery = Annotated[
-    datetime | None, Query(description="Range end, exclusive (UTC if naive); default: now.")
+    ApiTime | None, Query(description="Range end, exclusive (UTC if naive); default: now.")
 ]
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from aggregator.api.deps import Caller, HallDep, Role, ServicesDep, require_roles
+from aggregator.api.params import ApiTime
 from aggregator.export import (
     ExportFormat,
     ExportQuery,
@@ -46,8 +47,8 @@ FormatQuery = Annotated[ExportFormat, Query(alias="format", description="csv, xl
 TimeFormatQuery = Annotated[
     TimeFormat, Query(description="iso (with the hall's offset) or gbt (yyyy-MM-dd HH:mm:ss).")
 ]
-SinceQuery = Annotated[datetime | None, Query(description="From this time (inclusive).")]
-UntilQuery = Annotated[datetime | None, Query(description="Until this time (exclusive).")]
+SinceQuery = Annotated[ApiTime | None, Query(description="From this time (inclusive).")]
+UntilQuery = Annotated[ApiTime | None, Query(description="Until this time (exclusive).")]
 
 
 def _aware(value: datetime | None, tz: tzinfo) -> datetime | None:

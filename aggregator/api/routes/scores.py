@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from aggregator.api.deps import CallerDep, HallDep, SeriesDep, StateDep
+from aggregator.api.params import ApiTime
 from aggregator.scores import Period, Score, ScoreInputs, gather_inputs, score_hall
 from hallwatch.contract import utcnow
 
@@ -102,8 +103,8 @@ def get_scores(
         str | None,
         Query(pattern=r"^\d{4}-\d{2}$", description="Calendar month YYYY-MM (hall time)."),
     ] = None,
-    since: Annotated[datetime | None, Query(description="Start (UTC if naive).")] = None,
-    until: Annotated[datetime | None, Query(description="End, exclusive (UTC if naive).")] = None,
+    since: Annotated[ApiTime | None, Query(description="Start (UTC if naive).")] = None,
+    until: Annotated[ApiTime | None, Query(description="End, exclusive (UTC if naive).")] = None,
 ) -> ScoresOut:
     """Scores of every window, department and the hall, each with its breakdown.
 
