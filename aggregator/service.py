@@ -205,9 +205,9 @@ class AggregatorService:
                 reports=self.reports,
                 users=self.users,
                 cookie_secure=settings.cookie_secure,
+                alert_sink=self.sink,
             )
         )
-        self.app.state.alert_sink = self.sink  # a manually resolved alert goes out here
         self._reporter: threading.Thread | None = None
         self._purged_at: datetime | None = None
         self._stop = threading.Event()

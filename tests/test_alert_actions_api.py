@@ -65,9 +65,8 @@ def api(tmp_path: Path) -> Iterator[Api]:
     state.create_all()
     halls = {A: routed_hall(A), B: build_hall(B)}
     bus = RecordingBus()
-    app = create_app(ApiServices(state=state, halls=halls, bus=bus))
     sink = ListSink()
-    app.state.alert_sink = sink
+    app = create_app(ApiServices(state=state, halls=halls, bus=bus, alert_sink=sink))
     sms = RecordingSms()
     router = AlertRouter(state, halls, sms=sms, mqtt=RecordingMqtt(), clock=lambda: NOW)
     with TestClient(app) as client:

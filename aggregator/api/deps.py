@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from aggregator.alerts import AlertSink
 from aggregator.auth.roles import Caller, Role
 from aggregator.auth.users import UserStore
 from aggregator.bus import LiveBus
@@ -52,6 +53,8 @@ class ApiServices:
         reports: The report runner (None: the report routes answer 503).
         users: The user store (None: nobody can sign in; tests override the caller).
         cookie_secure: Whether the session cookie is marked Secure (HTTPS deployments).
+        alert_sink: Where alerts changed through the API go out (hall topic, live bus,
+            router); None: nowhere.
     """
 
     state: StateStore
@@ -65,6 +68,7 @@ class ApiServices:
     reports: ReportRunner | None = None
     users: UserStore | None = None
     cookie_secure: bool = False
+    alert_sink: AlertSink | None = None
 
 
 def get_services(request: Request) -> ApiServices:

@@ -17,10 +17,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 
 from aggregator.alerts import AlertSink, alert_message
-from aggregator.api.deps import BusDep, Caller, HallsDep, Role, StateDep, require_roles
+from aggregator.api.deps import (
+    BusDep,
+    Caller,
+    HallsDep,
+    Role,
+    ServicesDep,
+    StateDep,
+    require_roles,
+)
 from aggregator.api.models import (
     AlertActionOut,
     AlertActionsOut,
@@ -57,11 +65,10 @@ AckDep = Annotated[
 ResolveDep = Annotated[Caller, Depends(require_roles(Role.SUPERVISION_OFFICER, Role.ADMIN))]
 
 
-def get_alert_sink(request: Request) -> AlertSink | None:
-    """The aggregator's alert fan-out (hall topic, live bus, router), when the service
-    attached one as ``app.state.alert_sink``; a manually resolved alert goes out there."""
-    sink: AlertSink | None = getattr(request.app.state, "alert_sink", None)
-    return sink
+def get_alert_sink(services: ServicesDep) -> AlertSink | None:
+    """The aggregator's alert fan-out (hall topic, live bus, router): a manually resolved
+    alert goes out there."""
+    return services.alert_sink
 
 
 AlertSinkDep = Annotated[AlertSink | None, Depends(get_alert_sink)]
