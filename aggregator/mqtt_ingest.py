@@ -247,23 +247,32 @@ class MqttIngest:
         return False
 
     def _ingest(self, item: _Received) -> bool:
-        """Ingest with retries; True when the message may be acknowledged."""
-        for delay in _RETRY_DELAYS_S:
+        """Ingest one message until it is stored or dead-lettered; False only when the
+        worker stops first (the message stays unacknowledged: the broker redelivers it).
+
+        After the retry schedule the message is dead-lettered; while the database is down
+        that fails too, and the worker keeps trying, every ``_RETRY_DELAYS_S[-1]`` seconds,
+        rather than let go of a message it took from the queue.
+        """
+        attempt = 0
+        while True:
             try:
                 self.ingestor.handle(item.topic, item.payload)
                 return True
             except Exception:
                 logger.exception("ingest of a message on %s failed; retrying", item.topic)
-                if self._stop.wait(delay):
-                    return False
-        try:
-            self.ingestor.dead_letter(
-                item.topic, item.payload, "ingest failed repeatedly (see logs)", "error"
-            )
-            return True
-        except Exception:
-            logger.exception("dead-lettering failed; leaving the message unacknowledged")
-            return False
+            attempt += 1
+            if attempt >= len(_RETRY_DELAYS_S):
+                try:
+                    self.ingestor.dead_letter(
+                        item.topic, item.payload, "ingest failed repeatedly (see logs)", "error"
+                    )
+                    return True
+                except Exception:
+                    logger.exception("dead-lettering failed too; the message is kept and retried")
+            delay = _RETRY_DELAYS_S[min(attempt, len(_RETRY_DELAYS_S)) - 1]
+            if self._stop.wait(delay):
+                return False
 
 
 class MqttAlertPublisher:

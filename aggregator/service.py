@@ -251,9 +251,15 @@ class AggregatorService:
         self.state.create_all()
         password = self.settings.admin_password
         if password is not None and self.users.count(Role.ADMIN) == 0:
-            self.users.add("admin", role=Role.ADMIN, password=password.get_secret_value(),
-                           actor="HALLWATCH_ADMIN_PASSWORD")  # fmt: skip
-            logger.warning("created the user admin from HALLWATCH_ADMIN_PASSWORD: unset it now")
+            if self.users.get("admin") is not None:
+                logger.warning(
+                    "HALLWATCH_ADMIN_PASSWORD is set but a user 'admin' exists (disabled, or "
+                    "not an admin): nothing created; fix it with `hallwatch users`"
+                )
+            else:
+                self.users.add("admin", role=Role.ADMIN, password=password.get_secret_value(),
+                               actor="HALLWATCH_ADMIN_PASSWORD")  # fmt: skip
+                logger.warning("created the user admin from HALLWATCH_ADMIN_PASSWORD: unset it")
         if self.users.count() == 0:
             raise NoUsersError(
                 "no users: nobody could sign in. Set HALLWATCH_ADMIN_PASSWORD (12+ characters) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -206,3 +207,68 @@ def test_logout_ends_sessions_not_api_tokens(
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
     assert client.get("/api/v1/halls", headers=headers).status_code == 200
+
+
+def test_a_live_stream_ends_at_the_next_heartbeat_after_the_user_is_disabled(
+    service: AggregatorService,
+) -> None:
+    from starlette.requests import Request
+
+    from aggregator.api.deps import get_visible_halls
+    from aggregator.api.routes.live import live
+
+    service.users.add("wang", role=Role.HALL_MANAGER, halls=["hz-xihu"], password=PASSWORD)
+    session = service.users.login("wang", PASSWORD, client="t")
+    assert session is not None
+    caller = service.users.caller(session.secret)
+    assert caller is not None
+    services = service.app.state.services
+    services.sse_heartbeat_s = 0.05
+    bearer = f"Bearer {session.secret}".encode()
+    request = Request({"type": "http", "method": "GET", "path": "/api/v1/live",
+                       "headers": [(b"authorization", bearer)]})  # fmt: skip
+
+    async def stream() -> list[str]:
+        response = await live(request, services.bus, get_visible_halls(services, caller),
+                              services)  # fmt: skip
+        chunks = response.body_iterator.__aiter__()
+        got = [str(await chunks.__anext__())]
+        assert "connected" in got[0]
+        got.append(str(await asyncio.wait_for(chunks.__anext__(), 2)))  # a heartbeat
+        service.users.set_disabled("wang", True)
+        async for chunk in chunks:  # ends at the next heartbeat
+            got.append(str(chunk))
+        return got
+
+    got = asyncio.run(asyncio.wait_for(stream(), 5))
+    assert got[1] == ": heartbeat\n\n" and len(got) <= 3
+
+
+def test_only_an_admin_of_every_hall_manages_users(
+    service: AggregatorService, client: TestClient
+) -> None:
+    service.users.add("root", role=Role.ADMIN)
+    service.users.add("xihu-admin", role=Role.ADMIN, halls=["hz-xihu"])
+    scoped = {"Authorization": f"Bearer {service.users.issue_token('xihu-admin', 't').secret}"}
+    root = {"Authorization": f"Bearer {service.users.issue_token('root', 't').secret}"}
+    evil = {"username": "evil", "role": "admin", "password": PASSWORD}
+    assert client.post("/api/v1/users", json=evil, headers=scoped).status_code == 403
+    assert client.post("/api/v1/users/root/tokens", json={"name": "x"},
+                       headers=scoped).status_code == 403  # fmt: skip
+    assert client.get("/api/v1/auth-events", headers=scoped).status_code == 403
+    past = client.post("/api/v1/users/root/tokens", headers=root,
+                       json={"name": "x", "expires_at": "2020-01-01T00:00:00Z"})  # fmt: skip
+    naive = client.post("/api/v1/users/root/tokens", headers=root,
+                        json={"name": "x", "expires_at": "2099-01-01T00:00:00"})  # fmt: skip
+    assert past.status_code == 422 and naive.status_code == 201, (past.text, naive.text)
+    assert naive.json()["secret"].startswith("hw_")
+
+
+def test_a_leftover_admin_password_does_not_stop_a_start(service: AggregatorService) -> None:
+    service.users.add("admin", role=Role.AUDITOR)  # someone turned admin into an auditor
+    settings = service.settings.model_copy(
+        update={"admin_password": AggregatorSettings(admin_password=PASSWORD).admin_password}
+    )
+    again = AggregatorService(settings, service.halls, state=service.state, mqtt=False)
+    again.ensure_users()  # warns, creates nothing
+    assert [(u.username, u.role) for u in again.users.all()] == [("admin", Role.AUDITOR)]

@@ -94,9 +94,19 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
 WHOLE_SYSTEM = {
     ("GET", "/api/v1/reports/bulletin/{month}"),
     ("POST", "/api/v1/reports/bulletin/{month}"),
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/users/{username}/password"),
+    ("POST", "/api/v1/users/{username}/disable"),
+    ("POST", "/api/v1/users/{username}/enable"),
+    ("GET", "/api/v1/users/{username}/tokens"),
+    ("POST", "/api/v1/users/{username}/tokens"),
+    ("DELETE", "/api/v1/tokens/{token_id}"),
+    ("GET", "/api/v1/auth-events"),
 }
-"""Routes that rank every hall (the monthly bulletin): only for callers who see every hall,
-whatever their role."""
+"""Routes only for callers who see every hall, whatever their role: the monthly bulletin
+(it ranks every hall) and users and tokens (an admin scoped to some halls could otherwise
+make a global admin)."""
 
 PUBLIC = {
     ("POST", "/api/v1/auth/login"),
@@ -135,8 +145,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient,
         scope = [OWN]  # every role scoped to one hall, so "other hall" means something
         service.users.add(name, role=role, halls=scope)
         tokens[role] = service.users.issue_token(name, "route walk").secret
-    service.users.add("province", role=OFFICER)  # every hall
-    tokens["province"] = service.users.issue_token("province", "route walk").secret
+    for name, role in (("province", OFFICER), ("root", ADMIN)):  # every hall
+        service.users.add(name, role=role)
+        tokens[name] = service.users.issue_token(name, "route walk").secret
     with TestClient(service.app) as client:
         yield client, tokens
     service.series.close()
@@ -224,7 +235,9 @@ def test_whole_system_routes_for_callers_who_see_every_hall(
     client, tokens = site
     for method, path in sorted(WHOLE_SYSTEM):
         allowed = POLICY[(method, path)]
-        status = call(client, method, url(path, OWN), tokens["province"])
-        assert (OFFICER in allowed) == (status not in (401, 403)) and status < 500, (path, status)
+        for name, role in (("province", OFFICER), ("root", ADMIN)):
+            status = call(client, method, url(path, OWN), tokens[name])
+            assert (role in allowed) == (status not in (401, 403)), (name, path, status)
+            assert status < 500, (name, path, status)
     halls = client.get("/api/v1/halls", headers={"Authorization": f"Bearer {tokens['province']}"})
     assert sorted(h["id"] for h in halls.json()) == [OTHER, OWN]

@@ -466,3 +466,30 @@ def test_alert_reaches_the_hall_topic_once_sms_level_1_then_level_2(
             manager.close()
             zhang.close()
             gateway.close()
+
+
+def test_a_second_summary_for_the_same_alert_is_sent(r: Routing) -> None:
+    """Summaries are keyed by the text they end with, not by the alert: a later run of
+    rate-limited texts about the same alert gets its own summary."""
+    for i in range(3):
+        r.at(f"10:0{i}")
+        r.open(AlertKind.DEVICE_OFFLINE, device=f"k{i}")
+    r.at("10:03")
+    warning = AlertMessage(id=new_id(), hall=HALL, kind=AlertKind.WAIT_OVER_LIMIT,
+                           state=AlertState.OPEN, window="1", start=r.clock.now,
+                           message="预警", level=AnomalyLevel.WARNING)  # fmt: skip
+    r.router.publish(warning)
+    assert ("zhang", 1, "sms", "alert", "rate_limited") in r.outcomes(warning)
+    r.tick("11:01")
+    assert ("zhang", 1, "sms", "alert", "summarized") in r.outcomes(warning)
+    for i, t in enumerate(("11:02", "11:03")):
+        r.at(t)
+        r.open(AlertKind.DEVICE_OFFLINE, device=f"m{i}")
+    r.at("11:04")
+    r.router.publish(warning.model_copy(update={"level": AnomalyLevel.RED}))
+    assert ("zhang", 1, "sms", "red_card", "rate_limited") in r.outcomes(warning)
+    before = r.texts().count(ZHANG)
+    for t in ("12:10", "12:30"):
+        r.tick(t)
+    assert r.texts().count(ZHANG) == before + 1  # the second summary
+    assert ("zhang", 1, "sms", "red_card", "summarized") in r.outcomes(warning)

@@ -10,6 +10,8 @@ database failure in the middle of a batch.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +20,14 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from aggregator import mqtt_ingest
 from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
 from aggregator.fact_state import FactState, RegisterFailedError, StateEffects
 from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
+from aggregator.settings import AggregatorSettings
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.contract import (
@@ -277,3 +281,63 @@ def test_database_failure_mid_batch_loses_nothing_and_dead_letters_once(
                         IngestOutcome.STORED, IngestOutcome.STORED]  # fmt: skip
     assert len(agg.state.dead_letters()) == 1
     assert agg.state.seen_count(HALL) == 2 and agg.series.count() == 2
+
+
+class _DownIngestor:
+    """An ingestor whose database is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.stored: list[bytes] = []
+
+    def _check(self) -> None:
+        if not self.up.is_set():
+            raise OSError("database down")
+
+    def handle_batch(self, messages: list[Message]) -> list[IngestOutcome]:
+        self._check()
+        self.stored += [m.payload for m in messages]
+        return [IngestOutcome.STORED] * len(messages)
+
+    def handle(self, _topic: str, payload: bytes) -> IngestOutcome:
+        self._check()
+        self.stored.append(payload)
+        return IngestOutcome.STORED
+
+    def dead_letter(self, *_args: object) -> None:
+        self._check()
+
+
+class _AckRecorder:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, _qos: int) -> None:
+        self.acked.append(mid)
+
+
+def test_the_worker_keeps_messages_through_a_long_database_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Longer than the retry schedule, and dead-lettering fails too: the messages the
+    worker took from the queue are still stored, in order, once the database is back."""
+    monkeypatch.setattr(mqtt_ingest, "_RETRY_DELAYS_S", (0.01,) * 5)
+    ingestor = _DownIngestor()
+    worker = mqtt_ingest.MqttIngest(AggregatorSettings(http_port=0), ingestor)  # type: ignore[arg-type]
+    worker.client = _AckRecorder()  # type: ignore[assignment]
+    for mid in (1, 2, 3):
+        worker._queue.put(mqtt_ingest._Received("t", b"f%d" % mid, mid, 1))
+    thread = threading.Thread(target=worker._work)
+    thread.start()
+    try:
+        time.sleep(0.4)  # many times the whole retry schedule
+        ingestor.up.set()
+        worker._queue.put(mqtt_ingest._Received("t", b"f4", 4, 1))
+        deadline = time.monotonic() + 5
+        while len(worker.client.acked) < 4 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+    finally:
+        worker._stop.set()
+        thread.join(5)
+    assert ingestor.stored == [b"f1", b"f2", b"f3", b"f4"]
+    assert worker.client.acked == [1, 2, 3, 4]  # type: ignore[attr-defined]

@@ -100,6 +100,27 @@ page of another site cannot set it, so it cannot act with the user's cookie."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request authenticates with: a token secret, the token kinds it may be, and
+    whether it came in the session cookie."""
+
+    secret: str
+    kinds: tuple[str, ...]
+    from_cookie: bool
+
+
+def credentials(request: Request) -> Credentials | None:
+    """The request's bearer token, else its session cookie (None: neither)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return Credentials(value.strip(), ("api", "session"), from_cookie=False)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is not None:
+        return Credentials(cookie, ("session",), from_cookie=True)
+    return None
+
+
 def get_caller(request: Request, services: ServicesDep) -> Caller:
     """The caller of this request, from ``Authorization: Bearer <token>`` (API and machine
     clients) or the dashboard's session cookie.
@@ -108,20 +129,18 @@ def get_caller(request: Request, services: ServicesDep) -> Caller:
         HTTPException: 401 without valid credentials; 403 for a cookie-authenticated
             change without :data:`CSRF_HEADER`.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    from_cookie = False
-    kinds: tuple[str, ...]
-    if scheme.lower() == "bearer" and credentials.strip():
-        secret, kinds = credentials.strip(), ("api", "session")
-    elif (cookie := request.cookies.get(SESSION_COOKIE)) is not None:
-        secret, kinds, from_cookie = cookie, ("session",), True
-    else:
+    given = credentials(request)
+    if given is None:
         raise _unauthorized("sign in, or send Authorization: Bearer <token>")
-    caller = services.users.caller(secret, kinds=kinds) if services.users is not None else None
+    users = services.users
+    caller = users.caller(given.secret, kinds=given.kinds) if users is not None else None
     if caller is None:
         raise _unauthorized("the token or session is unknown, expired or revoked")
-    if from_cookie and request.method not in _SAFE_METHODS and CSRF_HEADER not in request.headers:
+    if (
+        given.from_cookie
+        and request.method not in _SAFE_METHODS
+        and CSRF_HEADER not in request.headers
+    ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing {CSRF_HEADER} header")
     return caller
 

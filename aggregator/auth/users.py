@@ -78,6 +78,7 @@ class IssuedToken:
     id: str
     secret: str
     expires_at: datetime | None
+    created_at: datetime
 
 
 def token_digest(secret: str) -> str:
@@ -357,7 +358,7 @@ class UserStore:
             last_used_at=None, revoked_at=None,
         )  # fmt: skip
         session.add(row)
-        return IssuedToken(row.id, secret, expires_at)
+        return IssuedToken(row.id, secret, expires_at, row.created_at)
 
     @staticmethod
     def _revoke_where(session: Session, username: str, *, kind: str | None) -> None:

@@ -360,8 +360,20 @@ class AlertRouter:
             if sent_last_hour(session, hall.hall.id, note.recipient, now) >= sms_limit(hall):
                 set_outcome(note, Outcome.RATE_LIMITED, "after quiet hours: over the limit")
                 continue
-            set_outcome(note, Outcome.SENDING, "released after quiet hours")
-            note.sent_at = now
+            released = session.execute(  # conditional: another replica may release it too
+                update(AlertNotification)
+                .where(
+                    AlertNotification.id == note.id,
+                    AlertNotification.outcome == Outcome.HELD.value,
+                )
+                .values(
+                    outcome=Outcome.SENDING.value, detail="released after quiet hours", sent_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(released, "rowcount", 0) != 1:
+                continue  # another replica sends it
+            session.refresh(note)
             out.append(sms_delivery(note, recipient.phone, hall, row))
         return out
 
@@ -396,9 +408,10 @@ class AlertRouter:
             row = session.get(RoutedAlert, last.alert_id)
             if row is None:
                 continue
-            summary = insert_notification(
+            summary = insert_notification(  # keyed by the last text it sums up: one each
                 session, row, recipient_id, last.level, Channel.SMS, NotificationEvent.SUMMARY,
-                now, Outcome.SENDING, detail=f"sums up {len(notes)} text(s)",
+                now, Outcome.SENDING, alert_id=f"summary-{last.id}",
+                detail=f"sums up {len(notes)} text(s)",
             )  # fmt: skip
             if summary is None:
                 continue

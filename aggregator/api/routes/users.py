@@ -11,17 +11,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from aggregator.api.deps import Caller, Role, ServicesDep, require_roles
+from aggregator.api.params import ApiTime
 from aggregator.auth.users import USERNAME_PATTERN, UserError, UserInfo, UserStore
+from hallwatch.contract import utcnow
 
 router = APIRouter(tags=["users"])
-AdminDep = Annotated[Caller, Depends(require_roles(Role.ADMIN))]
+
+
+def _global_admin(caller: Annotated[Caller, Depends(require_roles(Role.ADMIN))]) -> Caller:
+    """An admin who sees every hall: only they manage users and tokens (an admin scoped to
+    halls could otherwise make themselves a global one)."""
+    if caller.halls is not None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "only an admin of every hall manages users and tokens"
+        )
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(_global_admin)]
 
 
 class UserIn(BaseModel):
@@ -71,7 +85,9 @@ class TokenIn(BaseModel):
     """A token to issue."""
 
     name: str = Field(min_length=1, max_length=100, description="What it is for.")
-    expires_at: datetime | None = Field(default=None, description="Expiry (none: never).")
+    expires_at: ApiTime | None = Field(
+        default=None, description="Expiry, in the future (UTC if naive; none: never)."
+    )
 
 
 class TokenOut(BaseModel):
@@ -172,14 +188,17 @@ def list_tokens(username: str, _admin: AdminDep, users: UsersDep) -> list[TokenO
 def issue_token(username: str, body: TokenIn, admin: AdminDep, users: UsersDep) -> TokenOut:
     """Issue an API token; its secret is in this answer only."""
     _known(users, username)
+    expires = body.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if expires is not None and expires <= utcnow():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "expires_at is in the past")
     try:
-        issued = users.issue_token(username, body.name, expires_at=body.expires_at,
-                                   actor=admin.name)  # fmt: skip
+        issued = users.issue_token(username, body.name, expires_at=expires, actor=admin.name)
     except UserError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    (token,) = [t for t in users.tokens(username) if t.id == issued.id]
-    return TokenOut(id=token.id, name=token.name, kind=token.kind, created_at=token.created_at,
-                    expires_at=token.expires_at, last_used_at=None,
+    return TokenOut(id=issued.id, name=body.name, kind="api", created_at=issued.created_at,
+                    expires_at=issued.expires_at, last_used_at=None,
                     secret=issued.secret)  # fmt: skip
 
 
