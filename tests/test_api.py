@@ -241,7 +241,7 @@ def test_openapi_and_web_page(api: Api) -> None:
     assert spec["components"]["schemas"]["PostOut"]["properties"]["state"]["description"]
     page = api.client.get("/")
     assert page.status_code == 200 and "电子监察" in page.text
-    assert "EventSource" in api.client.get("/static/app.js").text
+    assert "EventSource" in api.client.get("/static/live.js").text
     assert api.client.get("/static/style.css").status_code == 200
 
 

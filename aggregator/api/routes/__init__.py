@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from aggregator.api.deps import get_caller
 from aggregator.api.routes import alerts, anomalies, auth, environment, halls, live, users
+from aggregator.api.routes.charts import router as charts_router
 from aggregator.api.routes.exports import router as exports_router
 from aggregator.api.routes.reports import router as reports_router
 from aggregator.api.routes.scores import router as scores_router
@@ -26,5 +27,6 @@ api_router.include_router(live.router)
 api_router.include_router(scores_router)
 api_router.include_router(exports_router)
 api_router.include_router(reports_router)
+api_router.include_router(charts_router)
 
 __all__ = ["api_router", "public_router"]
