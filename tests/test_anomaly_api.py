@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,16 @@ from hallwatch.contract import (
     RatingFact,
     RatingLevel,
     ServiceQueue,
+    TicketBody,
+    TicketEventType,
+    TicketFact,
     TripsBody,
     TripsFact,
     WaitBody,
     WaitFact,
     encode,
     fact_topic,
+    utcnow,
 )
 from tests.support.api import signed_in_app
 from tests.test_anomaly_register import case_hall, t
@@ -272,3 +276,21 @@ def test_queue(api: Api) -> None:
          "ts": "2026-11-02T02:00:00Z"},
     ]  # fmt: skip
     assert api.client.get(f"/api/v1/halls/{B}/queue").json() == []
+
+
+def test_posts_show_the_ticket_their_window_called_last_today(api: Api) -> None:
+    now = utcnow()
+    yesterday = now - timedelta(days=1)
+
+    def called(at: datetime, ticket: str, window: str) -> TicketFact:
+        body = TicketBody(event=TicketEventType.CALLED, ticket=ticket, service="A",
+                          ticket_id=f"{at:%Y%m%d}-{ticket}", at=at, window=window)  # fmt: skip
+        return TicketFact(hall=A, source="edge-1", ts=at, body=body)
+
+    api.clock[0] = now
+    api.feed(called(yesterday, "A001", "2"))
+    api.feed(called(now - timedelta(seconds=2), "A016", "1"))
+    api.feed(called(now - timedelta(seconds=1), "A017", "1"))
+    posts = {p["window"]: p for p in api.client.get(f"/api/v1/halls/{A}/posts").json()}
+    assert posts["1"]["last_call"]["ticket"] == "A017"
+    assert posts["2"]["last_call"] is None  # yesterday's call is not today's

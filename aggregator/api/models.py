@@ -65,6 +65,14 @@ class HallOut(BaseModel):
     counts: HallCounts = Field(description="Post and alert counts.")
 
 
+class CallOut(BaseModel):
+    """The ticket a window called last today (叫号), from the queue machine."""
+
+    ticket: str = Field(description="Ticket number as printed, e.g. A017.")
+    at: datetime = Field(description="When it was called (or service started), UTC.")
+    staff: str | None = Field(description="Staff id the machine reported, if any.")
+
+
 class PostOut(BaseModel):
     """One post (岗位) with its live state."""
 
@@ -82,6 +90,11 @@ class PostOut(BaseModel):
     )
     off_post_after_s: float = Field(description="Off-post threshold in service seconds.")
     open_alert: str | None = Field(description="Id of the post's open off-post alert, if any.")
+    last_call: CallOut | None = Field(
+        default=None,
+        description="The ticket the post's window called last today (hall-local day): the "
+        "one being served, unless finished since (finishes are not tracked here).",
+    )
 
 
 class DeviceOut(BaseModel):

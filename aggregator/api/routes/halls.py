@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
+from sqlalchemy import select
 
 from aggregator.api.deps import HallDep, HallsDep, StateDep
-from aggregator.api.models import DeviceOut, EdgeOut, HallCounts, HallOut, PostOut
+from aggregator.api.models import CallOut, DeviceOut, EdgeOut, HallCounts, HallOut, PostOut
+from aggregator.cases.models import TicketCall
 from aggregator.store.state import StateStore
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import AlertKind, DeviceKind, DeviceState, PostState, utcnow
@@ -66,6 +70,7 @@ def list_posts(hall: HallDep, state: StateDep) -> list[PostOut]:
     statuses = {s.post: s for s in state.post_statuses(hid)}
     devices = {d.device: d for d in state.device_statuses(hid)}
     alerts = {a.post: a.id for a in state.open_alerts(hid) if a.kind == AlertKind.OFF_POST.value}
+    calls = _last_calls(hall, state)
     out = []
     for post in hall.posts:
         status = statuses.get(post.id)
@@ -83,9 +88,26 @@ def list_posts(hall: HallDep, state: StateDep) -> list[PostOut]:
                 camera_online=(device.state == DeviceState.ONLINE.value) if device else None,
                 off_post_after_s=hall.off_post_after_s_for(post),
                 open_alert=alerts.get(post.id),
+                last_call=calls.get(post.window) if post.window is not None else None,
             )
         )
     return out
+
+
+def _last_calls(hall: HallConfig, state: StateStore) -> dict[str, CallOut]:
+    """The last ticket each window called since the hall's midnight."""
+    tz = hall.hall.tzinfo
+    midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    with state.read_session() as session:
+        rows = session.scalars(
+            select(TicketCall)
+            .where(TicketCall.hall == hall.hall.id, TicketCall.at >= midnight.astimezone(UTC))
+            .order_by(TicketCall.at)
+        ).all()
+        return {
+            r.window: CallOut(ticket=r.ticket_id.rpartition("-")[2], at=r.at, staff=r.staff)
+            for r in rows
+        }
 
 
 @router.get("/{hall}/devices", response_model=list[DeviceOut], summary="A hall's devices, live")

@@ -21,7 +21,7 @@ function postTile(hall, post) {
     h("div", { class: "post-kind" }, label("post.kind.", post.kind)),
     h("div", { class: "post-state" }, stateText),
     h("div", { class: "post-since" }, since),
-    post.serving ? h("div", { class: "post-serving" }, t("post.serving", { ticket: post.serving.ticket })) : null,
+    post.last_call ? h("div", { class: "post-serving" }, t("post.serving", { ticket: post.last_call.ticket })) : null,
     post.open_alert ? h("button", {
       type: "button", class: "alert-button", dataset: { focus: `alert:${post.open_alert}` },
       onclick: () => openAlert(hall.info.id, post.open_alert),
