@@ -143,7 +143,7 @@ def add_user(body: UserIn, admin: AdminDep, users: UsersDep) -> UserOut:
                          password=body.password, display_name=body.display_name,
                          actor=admin.name)  # fmt: skip
     except UserError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     return UserOut.of(info)
 
 
@@ -154,7 +154,7 @@ def set_password(username: str, body: PasswordIn, admin: AdminDep, users: UsersD
     try:
         users.set_password(username, body.password, actor=admin.name)
     except UserError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
 @router.post("/users/{username}/disable", status_code=204, summary="Disable a user")
@@ -192,7 +192,7 @@ def issue_token(username: str, body: TokenIn, admin: AdminDep, users: UsersDep) 
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     if expires is not None and expires <= utcnow():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "expires_at is in the past")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "expires_at is in the past")
     try:
         issued = users.issue_token(username, body.name, expires_at=expires, actor=admin.name)
     except UserError as exc:
