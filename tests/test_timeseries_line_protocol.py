@@ -3,6 +3,8 @@ HTTP API answered by a local server with responses in the documented formats."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import threading
@@ -16,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
+from aggregator.export import ExportFormat, ExportQuery, export_chunks
+from aggregator.export.sources import ExportSource, series_source
 from aggregator.service import build_series_store
 from aggregator.settings import AggregatorSettings
 from aggregator.store.line_protocol import (
@@ -36,6 +40,7 @@ from aggregator.store.timeseries import (
 from hallwatch.broker import free_port
 from hallwatch.contract import QueueFact
 from hallwatch.contract.queue import QueueBody, ServiceQueue
+from tests.conftest import build_hall
 from tests.support.victoria import VictoriaMetrics, find_victoria
 
 T0 = datetime(2025, 11, 3, 1, 30, tzinfo=UTC)  # 09:30 in the hall (Asia/Shanghai)
@@ -235,6 +240,58 @@ def test_server_outage_during_writes_loses_nothing(caplog: pytest.LogCaptureFixt
             assert len(timestamps) == len(set(timestamps)) == 150
 
 
+@needs_victoria
+def test_columns_read_back_equal_query_and_export_alike(victoria: VictoriaMetrics) -> None:
+    points = []
+    for i in range(240):  # 2 h 20 min, 3 posts per instant; one camera label has a comma
+        p = replace(_presence(i, hall="cols"), time=T0 + timedelta(seconds=105 * (i // 3)))
+        tags = p.tags | {"camera": "cam,1" if i % 5 == 0 else "cam2"}
+        if i % 4 == 0:
+            tags.pop("window")  # an optional tag missing
+        points.append(replace(p, tags=tags))
+    store = _vm_store(victoria)
+    try:
+        store.write(points)
+        assert store.flush(10)
+        victoria.force_flush()
+        end = T0 + timedelta(hours=3)
+        rows = store.query(MEASUREMENT_PRESENCE, hall="cols", start=T0, end=end)
+        assert len(rows) == 240
+        chunk = timedelta(minutes=25)
+        chunks = list(
+            store.read_columns(MEASUREMENT_PRESENCE, hall="cols", start=T0, end=end, chunk=chunk)
+        )
+        assert len(chunks) == 6 and [p for c in chunks for p in c.to_points()] == rows
+        assert str(chunks[0].fields["on_post"].type) == "double"
+        window = store.read_columns(MEASUREMENT_PRESENCE, hall="cols", start=T0, end=end,
+                                    tags={"post": "w1"})  # fmt: skip
+        assert [p for c in window for p in c.to_points()] == [
+            p for p in rows if p.tags["post"] == "w1"
+        ]
+        query = ExportQuery(hall=build_hall("cols"), since=T0, until=end)
+        columnar = series_source(store, MEASUREMENT_PRESENCE, query)
+        row_wise = series_source(store, MEASUREMENT_PRESENCE, query)
+        row_only = ExportSource(row_wise.dataset, row_wise.columns, row_wise.rows)
+        got, want = (_csv_rows(source) for source in (columnar, row_only))
+        assert got[0] == want[0] and len(got) == len(want) == 241
+        assert [[_number(c) for c in r] for r in got] == [[_number(c) for c in r] for r in want]
+    finally:
+        store.close()
+
+
+def _csv_rows(source: ExportSource) -> list[list[str]]:
+    text = b"".join(export_chunks(source, ExportFormat.CSV)).decode("utf-8-sig")
+    return list(csv.reader(io.StringIO(text)))
+
+
+def _number(cell: str) -> str | float:
+    """VictoriaMetrics' values are floats: ``1.0`` (rows) and ``1`` (Arrow) are one value."""
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
 def test_write_blocks_then_raises_when_the_server_does_not_keep_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -394,6 +451,20 @@ def test_influx_query_reads_the_annotated_csv(fake_influx: tuple[str, type[_Fake
     assert 'r._measurement == "device_status"' in flux
     assert 'r["hall"] == "h\\"1"' in flux  # the quote in the hall id is escaped
     assert 'r["kind"] == "camera"' in flux
+
+
+def test_influx_columns_come_from_the_query(fake_influx: tuple[str, type[_FakeInflux]]) -> None:
+    url, handler = fake_influx
+    store = _influx_store(url)
+    start, end = T0.replace(hour=0, minute=0), T0.replace(hour=0, minute=0) + timedelta(days=1)
+    (cols,) = store.read_columns(MEASUREMENT_DEVICE, hall="h1", start=start, end=end,
+                                 chunk=timedelta(days=1))  # fmt: skip
+    points = store.query(MEASUREMENT_DEVICE, hall="h1", start=start, end=end)
+    store.close()
+    assert cols.to_points() == points and len(points) == 2
+    assert cols.fields["online"].to_pylist() == [0, 1]
+    assert cols.fields["reason"].to_pylist() == ["RTSP timeout", None]
+    assert [path for path, *_ in handler.requests] == ["/api/v2/query"] * 2
 
 
 # -- settings and wiring ------------------------------------------------------------------

@@ -5,6 +5,10 @@ Rows come from the stores page by page (alerts, anomalies, the audit log: keyset
 of time per query, one hour by default), so an export of a year of a hall holds one page
 or one hour of points in memory.
 
+Series datasets also come as Arrow record batches (:attr:`ExportSource.batches`, built by
+:mod:`aggregator.export.columnar` from the store's columnar read), which the CSV and
+Parquet writers use; XLSX writes the rows.
+
 Filters: ``since <= time < until`` (alert start, anomaly opened, transition time, point
 time, audit time); ``window``; ``department`` — the windows the hall config gives that
 department (anomalies use their recorded department). Series points without a ``window``
@@ -18,22 +22,24 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Literal
+from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import ColumnElement, and_, or_, select
 
 from aggregator.cases.models import Anomaly, AnomalyTransition
 from aggregator.export.audit import ExportAudit
+from aggregator.export.columnar import series_batches
+from aggregator.export.columns import Column
 from aggregator.export.timefmt import TimeFormat, format_time
 from aggregator.store.state import Alert, StateStore
-from aggregator.store.timeseries import TimeSeriesStore
+from aggregator.store.timeseries import TimeSeriesStore, series_columns
 from hallwatch.config.models import HallConfig
 
 logger = logging.getLogger(__name__)
 
 Cell = str | int | float | bool | None
 Row = dict[str, Cell]
-ColumnKind = Literal["str", "int", "float", "bool"]
 
 SERIES_PREFIX = "series/"
 DATASETS = ("alerts", "anomalies", "anomaly_transitions", "series/<measurement>")
@@ -42,14 +48,6 @@ DATASETS = ("alerts", "anomalies", "anomaly_transitions", "series/<measurement>"
 
 class UnknownDatasetError(ValueError):
     """The dataset name is not one of :data:`DATASETS`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """A column of an export: name and value kind (Parquet type)."""
-
-    name: str
-    kind: ColumnKind = "str"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +93,18 @@ class ExportQuery:
 
 @dataclass(frozen=True, slots=True)
 class ExportSource:
-    """A dataset ready to write: its columns and a lazy iterator of rows."""
+    """A dataset ready to write: its columns, a lazy iterator of rows and, for series,
+    the same data as lazy Arrow record batches (schema
+    :func:`~aggregator.export.columns.arrow_schema` of the columns).
+
+    A writer consumes one of the two: ``batches`` where it can (CSV, Parquet), else
+    ``rows``.
+    """
 
     dataset: str
     columns: tuple[Column, ...]
     rows: Iterator[Row]
+    batches: Iterator[pa.RecordBatch] | None = None
 
 
 def _keyset_pages(
@@ -291,8 +296,11 @@ def series_source(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ExportSource:
     """Points of one measurement, one column per tag and field (from the first non-empty
-    time window; keys seen only later go to the ``extra`` JSON column), ``chunk`` of time
-    per store query."""
+    time window; keys seen only later go to the ``extra`` JSON column).
+
+    Rows come from ``query()``, ``chunk`` of time per store query; batches from the
+    store's columnar read (:func:`~aggregator.store.timeseries.series_columns`).
+    """
     until = query.until or now()
     since = query.since or until - timedelta(days=1)
     hall, tz, fmt = query.hall.hall.id, query.hall.tzinfo, query.time_format
@@ -342,7 +350,9 @@ def series_source(
                 row["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
                 yield row
 
-    return ExportSource(f"{SERIES_PREFIX}{measurement}", columns, rows())
+    column_chunks = series_columns(series, measurement, hall=hall, start=since, end=until)
+    batches = series_batches(column_chunks, columns, tz=tz, fmt=fmt, windows=windows)
+    return ExportSource(f"{SERIES_PREFIX}{measurement}", columns, rows(), batches)
 
 
 AUDIT_COLUMNS = (

@@ -2,9 +2,14 @@
 stream of byte chunks, memory flat.
 
 - CSV: UTF-8 with a BOM (Excel opens Chinese text right), a chunk every ``chunk_rows``;
+  a source with Arrow batches (series) is written by ``pyarrow.csv`` a batch at a time,
+  the same text as the row path: CRLF, cells quoted only in a batch where some text
+  needs it (then every text cell of that batch is quoted, which reads back the same);
 - XLSX: openpyxl ``write_only`` (rows go to a temporary file, not memory), a new sheet
-  every 1,048,575 rows (Excel's limit), then the file is streamed;
-- Parquet: pyarrow, one row group per ``chunk_rows`` rows, streamed as written.
+  every 1,048,575 rows (Excel's limit), then the file is streamed. Always row by row
+  (openpyxl writes cell by cell: slow by nature, a few thousand rows/s);
+- Parquet: pyarrow, one row group per ``chunk_rows`` rows, streamed as written; from the
+  batches where the source has them.
 
 Example:
     >>> from aggregator.export.sources import Column, ExportSource
@@ -24,9 +29,11 @@ from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from openpyxl import Workbook
 
+from aggregator.export.columns import ARROW_TYPES, arrow_schema
 from aggregator.export.sources import Cell, Column, ExportSource, Row
 
 logger = logging.getLogger(__name__)
@@ -60,7 +67,48 @@ def _noop(_rows: int) -> None:
     return None
 
 
+_CSV_PLAIN = pa_csv.WriteOptions(include_header=False, quoting_style="none", eol="\r\n")
+_CSV_QUOTED = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
+
+
+def _csv_header(names: list[str]) -> bytes:
+    buf = io.StringIO()
+    buf.write("\ufeff")
+    csv.writer(buf, lineterminator="\r\n").writerow(names)
+    return buf.getvalue().encode("utf-8")
+
+
+def _csv_batch(batch: pa.RecordBatch) -> bytes:
+    """One batch as CSV lines: unquoted, or (where a text needs it) text quoted."""
+    out = pa.BufferOutputStream()
+    try:
+        pa_csv.write_csv(batch, out, write_options=_CSV_PLAIN)
+    except pa.ArrowInvalid:  # a comma, quote or line break in some text
+        out = pa.BufferOutputStream()
+        pa_csv.write_csv(batch, out, write_options=_CSV_QUOTED)
+    return bytes(out.getvalue())
+
+
+def _csv_batch_chunks(
+    source: ExportSource, batches: Iterator[pa.RecordBatch], on_rows: RowCallback
+) -> Iterator[bytes]:
+    header = _csv_header([c.name for c in source.columns])
+    for batch in batches:
+        if header:
+            yield header + _csv_batch(batch)
+            header = b""
+        else:
+            yield _csv_batch(batch)
+        on_rows(batch.num_rows)
+    if header:
+        yield header
+    on_rows(0)
+
+
 def _csv_chunks(source: ExportSource, chunk_rows: int, on_rows: RowCallback) -> Iterator[bytes]:
+    if source.batches is not None:
+        yield from _csv_batch_chunks(source, source.batches, on_rows)
+        return
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     buf.write("\ufeff")
@@ -107,14 +155,6 @@ def _xlsx_chunks(source: ExportSource, chunk_rows: int, on_rows: RowCallback) ->
             yield block
 
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-}
-
-
 def _coerce(value: Cell, kind: str) -> Cell:
     if value is None:
         return None
@@ -152,16 +192,49 @@ class _Sink(io.RawIOBase):
         return out
 
 
+def _parquet_batch_chunks(
+    batches: Iterator[pa.RecordBatch],
+    writer: pq.ParquetWriter,
+    sink: _Sink,
+    chunk_rows: int,
+    on_rows: RowCallback,
+) -> Iterator[bytes]:
+    """Batches as row groups of ``chunk_rows`` rows (the last one shorter)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        if held < chunk_rows:
+            continue
+        table = pa.Table.from_batches(pending, schema=writer.schema)
+        whole = held - held % chunk_rows
+        writer.write_table(table.slice(0, whole), row_group_size=chunk_rows)
+        on_rows(whole)
+        pending = table.slice(whole).to_batches()
+        held -= whole
+        yield sink.drain()
+    if held:
+        writer.write_table(pa.Table.from_batches(pending, schema=writer.schema))
+        on_rows(held)
+        yield sink.drain()
+
+
 def _parquet_chunks(source: ExportSource, chunk_rows: int, on_rows: RowCallback) -> Iterator[bytes]:
-    schema = pa.schema([(c.name, _ARROW_TYPES[c.kind]) for c in source.columns])
+    schema = arrow_schema(source.columns)
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    if source.batches is not None:
+        yield from _parquet_batch_chunks(source.batches, writer, sink, chunk_rows, on_rows)
+        writer.close()
+        yield sink.drain()
+        return
     columns: list[Column] = list(source.columns)
     batch: list[Row] = []
 
     def flush() -> bytes:
         arrays = [
-            pa.array([_coerce(r.get(c.name), c.kind) for r in batch], type=_ARROW_TYPES[c.kind])
+            pa.array([_coerce(r.get(c.name), c.kind) for r in batch], type=ARROW_TYPES[c.kind])
             for c in columns
         ]
         writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
@@ -191,7 +264,8 @@ def export_chunks(
     Args:
         source: Columns and rows.
         fmt: File format.
-        chunk_rows: Rows per CSV chunk / Parquet row group.
+        chunk_rows: Rows per CSV chunk / Parquet row group (CSV from batches: a chunk per
+            batch).
         on_rows: Called with the rows written since the last call.
     """
     if fmt is ExportFormat.CSV:
