@@ -28,7 +28,8 @@ import pytest
 from aggregator.export import ExportFormat, ExportQuery, TimeFormat, export_chunks, format_time
 from aggregator.export.sources import ExportSource, series_source
 from aggregator.export.timefmt import format_times
-from aggregator.store import timeseries
+from aggregator.store import sqlite_series
+from aggregator.store.points import to_micros
 from aggregator.store.timeseries import (
     ColumnarSeriesStore,
     Point,
@@ -181,7 +182,7 @@ def test_a_failing_read_raises_in_the_reader(
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(timeseries, "_decode_chunk", broken)
+    monkeypatch.setattr(sqlite_series, "_decode_chunk", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         _read(store)
 
@@ -214,7 +215,7 @@ def test_a_file_of_the_first_layout_is_migrated(
         old.executescript(V1_SCHEMA)
         old.executemany(
             "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
-            [(p.measurement, p.id, p.tags["hall"], timeseries._micros(p.time),
+            [(p.measurement, p.id, p.tags["hall"], to_micros(p.time),
               json.dumps(p.tags, sort_keys=True, ensure_ascii=False),
               json.dumps(p.fields, sort_keys=True, ensure_ascii=False)) for p in points],
         )  # fmt: skip
@@ -234,7 +235,7 @@ def test_a_file_of_the_first_layout_is_migrated(
         again = SqliteTimeSeriesStore(path)
     assert caplog.text == "" and again.count() == 200
     (version,) = again._conn.execute("PRAGMA user_version").fetchone()
-    assert version == timeseries.SCHEMA_VERSION
+    assert version == sqlite_series.SCHEMA_VERSION
     again.close()
 
 

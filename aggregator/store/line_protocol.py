@@ -42,25 +42,30 @@ import hashlib
 import json
 import logging
 import math
-import re
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client import Point as LinePoint
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from aggregator.store.points import to_micros
+from aggregator.store.series_reads import (
+    flux_string,
+    flux_time,
+    group_points,
+    to_millis,
+    victoria_csv_columns,
+    victoria_range,
+)
 from aggregator.store.timeseries import FieldValue, Point, PointColumns, columns_via_query
 
 logger = logging.getLogger(__name__)
@@ -408,10 +413,10 @@ class LineProtocolStore:
     def _query_victoria(
         self, measurement: str, wanted: Mapping[str, str], start: datetime, end: datetime
     ) -> list[Point]:
-        start_ms, end_ms = _millis(start), _millis(end)
+        start_ms, end_ms = to_millis(start), to_millis(end)
         if end_ms <= start_ms:
             return []
-        params = _victoria_range(measurement, wanted, start_ms, end_ms)
+        params = victoria_range(measurement, wanted, start_ms, end_ms)
         body = self._victoria_get("/api/v1/export", params).decode()
         rows: list[tuple[dict[str, str], str, int, FieldValue]] = []
         prefix = measurement + "_"
@@ -426,16 +431,16 @@ class LineProtocolStore:
             for value, ts in zip(series["values"], series["timestamps"], strict=True):
                 if start_ms <= ts < end_ms:
                     rows.append((labels, name[len(prefix) :], int(ts) * 1000, float(value)))
-        return _group(measurement, rows)
+        return group_points(measurement, rows)
 
     def _query_influx(
         self, measurement: str, wanted: Mapping[str, str], start: datetime, end: datetime
     ) -> list[Point]:
-        conditions = [f"r._measurement == {_flux_string(measurement)}"]
-        conditions += [f"r[{_flux_string(k)}] == {_flux_string(v)}" for k, v in wanted.items()]
+        conditions = [f"r._measurement == {flux_string(measurement)}"]
+        conditions += [f"r[{flux_string(k)}] == {flux_string(v)}" for k, v in wanted.items()]
         flux = (
-            f"from(bucket: {_flux_string(self.bucket)})\n"
-            f"  |> range(start: {_flux_time(start)}, stop: {_flux_time(end)})\n"
+            f"from(bucket: {flux_string(self.bucket)})\n"
+            f"  |> range(start: {flux_time(start)}, stop: {flux_time(end)})\n"
             f"  |> filter(fn: (r) => {' and '.join(conditions)})"
         )
         tables = self._client.query_api().query(flux, org=self.org or None)
@@ -451,8 +456,8 @@ class LineProtocolStore:
                 if values.get("_value") is None:
                     continue
                 when: datetime = values["_time"]
-                rows.append((labels, str(values["_field"]), _micros(when), values["_value"]))
-        return _group(measurement, rows)
+                rows.append((labels, str(values["_field"]), to_micros(when), values["_value"]))
+        return group_points(measurement, rows)
 
     def read_columns(
         self,
@@ -488,177 +493,24 @@ class LineProtocolStore:
         end: datetime,
         chunk: timedelta,
     ) -> Iterator[PointColumns]:
-        if _millis(end) <= _millis(start):
+        if to_millis(end) <= to_millis(start):
             return
-        whole = _victoria_range(measurement, wanted, _millis(start), _millis(end))
+        whole = victoria_range(measurement, wanted, to_millis(start), to_millis(end))
         names = json.loads(self._victoria_get("/api/v1/labels", whole))["data"]
         labels = sorted(n for n in names if n != "__name__")
         lo = start
         while lo < end:
             hi = min(lo + chunk, end)
-            lo_ms, hi_ms = _millis(lo), _millis(hi)
+            lo_ms, hi_ms = to_millis(lo), to_millis(hi)
             lo = hi
             if hi_ms <= lo_ms:
                 continue
-            params = _victoria_range(measurement, wanted, lo_ms, hi_ms)
+            params = victoria_range(measurement, wanted, lo_ms, hi_ms)
             params["format"] = ",".join(["__name__", "__timestamp__:unix_ms", "__value__", *labels])
             body = self._victoria_get("/api/v1/export/csv", params)
             cols = victoria_csv_columns(measurement, body, labels, lo_ms, hi_ms)
             if len(cols):
                 yield cols
-
-
-def _victoria_range(
-    measurement: str, wanted: Mapping[str, str], start_ms: int, end_ms: int
-) -> dict[str, str]:
-    """``match[]``, ``start`` and ``end`` of the series of a measurement in
-    ``[start_ms, end_ms)`` (VictoriaMetrics' ``end`` is inclusive)."""
-    selector = [f"__name__=~{_promql_string(re.escape(measurement) + '_.+')}"]
-    selector += [f"{k}={_promql_string(v)}" for k, v in sorted(wanted.items())]
-    return {
-        "match[]": "{" + ",".join(selector) + "}",
-        "start": f"{start_ms / 1000:.3f}",
-        "end": f"{(end_ms - 1) / 1000:.3f}",
-    }
-
-
-def victoria_csv_columns(
-    measurement: str, body: bytes, labels: Sequence[str], start_ms: int, end_ms: int
-) -> PointColumns:
-    """VictoriaMetrics' CSV export (``__name__,__timestamp__:unix_ms,__value__,<labels>``,
-    one row per sample) as one row per point (labels and millisecond), ordered like
-    :meth:`LineProtocolStore.query`: by time, then the sorted tag items.
-
-    Example:
-        >>> body = b"q_waiting,1000,3,h1,S01\\nq_wait_s,1000,12.5,h1,S01\\n"
-        >>> cols = victoria_csv_columns("q", body, ["hall", "service"], 0, 2000)
-        >>> cols.time_us.tolist(), cols.fields["wait_s"].to_pylist()
-        ([1000000], [12.5])
-    """
-    empty = PointColumns(measurement, np.zeros(0, dtype=np.int64), {}, {})
-    if not body.strip():
-        return empty
-    names = ["__name__", "t", "v", *labels]
-    table = pa_csv.read_csv(
-        pa.BufferReader(pa.py_buffer(body)),
-        read_options=pa_csv.ReadOptions(column_names=names, use_threads=False),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={"__name__": pa.string(), "t": pa.int64(), "v": pa.float64()}
-            | dict.fromkeys(labels, pa.string()),
-            null_values=[""],
-            strings_can_be_null=True,
-        ),
-    ).combine_chunks()
-    if not table.num_rows:
-        return empty
-    prefix = measurement + "_"
-    name = table.column("__name__").chunk(0).dictionary_encode()
-    field_names = [
-        n[len(prefix) :] if n.startswith(prefix) else "" for n in name.dictionary.to_pylist()
-    ]
-    field_code = name.indices.to_numpy(zero_copy_only=False)
-    t = table.column("t").to_numpy()
-    ours = np.array([bool(f) for f in field_names], dtype=bool)[field_code]
-    keep = (t >= start_ms) & (t < end_ms) & ours
-    if not keep.any():
-        return empty
-    series_code, series = _series_of(table, labels, keep)
-    t, field_code, value = t[keep], field_code[keep], table.column("v").to_numpy()[keep]
-    rank = np.empty(len(series), dtype=np.int64)
-    rank[sorted(range(len(series)), key=lambda i: sorted(series[i].items()))] = np.arange(
-        len(series)
-    )
-    order = np.lexsort((rank[series_code], t))  # time, then tags: as query() sorts points
-    t, series_code, field_code, value = (
-        t[order],
-        series_code[order],
-        field_code[order],
-        value[order],
-    )
-    new = np.ones(t.shape[0], dtype=bool)
-    new[1:] = (t[1:] != t[:-1]) | (series_code[1:] != series_code[:-1])
-    point = np.cumsum(new) - 1
-    first = np.flatnonzero(new)
-    point_series = pa.array(series_code[first])
-    tags = {}
-    for label in labels:
-        per_series = [s.get(label) for s in series]
-        if any(v is not None for v in per_series):
-            tags[label] = pa.array(per_series, pa.string()).take(point_series)
-    fields = {}
-    for code, field_name in sorted(enumerate(field_names), key=lambda c: c[1]):
-        samples = field_code == code
-        if field_name and samples.any():
-            values = np.zeros(first.shape[0])
-            present = np.zeros(first.shape[0], dtype=bool)
-            values[point[samples]] = value[samples]
-            present[point[samples]] = True
-            fields[field_name] = pa.array(values, pa.float64(), mask=~present)
-    return PointColumns(measurement, t[first] * 1000, tags, fields)
-
-
-def _series_of(
-    table: pa.Table, labels: Sequence[str], keep: np.ndarray
-) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """The series (distinct label sets) of the kept rows: each row's series index, and
-    each series' labels (absent ones left out)."""
-    rows = int(keep.sum())
-    if not labels:
-        return np.zeros(rows, dtype=np.int64), [{}]
-    codes, values = [], []
-    for label in labels:
-        encoded = table.column(label).chunk(0).dictionary_encode()
-        codes.append(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)[keep])
-        values.append(encoded.dictionary.to_pylist())
-    distinct, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-    series = [
-        {
-            label: values[j][c]
-            for j, (label, c) in enumerate(zip(labels, row, strict=True))
-            if c >= 0
-        }
-        for row in distinct.tolist()
-    ]
-    return inverse.reshape(-1).astype(np.int64), series
-
-
-def _group(
-    measurement: str, rows: Iterable[tuple[dict[str, str], str, int, FieldValue]]
-) -> list[Point]:
-    """Rows of (tags, field, time in µs, value) as points, one per (tags, time)."""
-    grouped: dict[tuple[tuple[tuple[str, str], ...], int], dict[str, FieldValue]] = {}
-    for labels, field_name, micros, value in rows:
-        grouped.setdefault((tuple(sorted(labels.items())), micros), {})[field_name] = value
-    return [
-        Point(measurement, dict(labels), fields, _from_micros(micros))
-        for (labels, micros), fields in grouped.items()
-    ]
-
-
-def _micros(dt: datetime) -> int:
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _millis(dt: datetime) -> int:
-    return _micros(dt) // 1000
-
-
-def _from_micros(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
-
-
-def _promql_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a PromQL double-quoted string escapes like JSON
-
-
-def _flux_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
-    return f'"{escaped}"'
-
-
-def _flux_time(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _retry_after(exc: ApiException) -> float:
