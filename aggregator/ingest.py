@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,6 +130,8 @@ class _DuplicateError(Exception):
     pass
 
 
+_SEEN_FACTS = cast(Table, SeenFact.__table__)
+"""The dedup ledger's table, for Core inserts (a batch's rows in one executemany)."""
 _IDS_PER_QUERY = 500
 """Fact ids per dedup query (well under every database's bound-parameter limit)."""
 
@@ -338,13 +340,21 @@ class Ingestor:
         now = self.clock()
         with self.state.read_session() as session:
             known = self._known_ids(session, [p.fact.id for p in facts])
-        self.series.write(
-            [point for p in facts if p.fact.id not in known for point in facts_to_points(p.fact)]
-        )
+        fresh: list[_Pending] = []
+        for pending in facts:  # seen before, or twice in this batch
+            if pending.fact.id in known:
+                logger.debug("duplicate fact %s dropped", pending.fact.id)
+                outcomes[pending.index] = IngestOutcome.DUPLICATE
+            else:
+                known.add(pending.fact.id)
+                fresh.append(pending)
+        if not fresh:
+            return
+        self.series.write([point for p in fresh for point in facts_to_points(p.fact)])
         effects = StateEffects()
         try:
             with self.state.session() as session:
-                fresh = self._claim(session, facts, now, outcomes)
+                self._claim(session, fresh, now)
                 self.fact_state.preload(session, [p.fact for p in fresh], effects)
                 for pending in fresh:
                     self.fact_state.apply(session, pending.fact, now, effects)
@@ -383,38 +393,23 @@ class Ingestor:
             known.update(session.scalars(select(SeenFact.id).where(SeenFact.id.in_(chunk))))
         return known
 
-    def _claim(
-        self,
-        session: Session,
-        facts: Sequence[_Pending],
-        now: datetime,
-        outcomes: list[IngestOutcome | None],
-    ) -> list[_Pending]:
-        """Record the facts in the dedup ledger; the ones not seen before.
+    @staticmethod
+    def _claim(session: Session, fresh: Sequence[_Pending], now: datetime) -> None:
+        """Record facts not seen before in the dedup ledger.
 
         Raises:
-            _DuplicateError: Another replica recorded one of them meanwhile.
+            _DuplicateError: Another replica recorded one of them since they were checked
+                (its primary key refuses the row: atomic across replicas).
         """
-        known = self._known_ids(session, [p.fact.id for p in facts])
-        fresh: list[_Pending] = []
-        for pending in facts:
-            if pending.fact.id in known:
-                logger.debug("duplicate fact %s dropped", pending.fact.id)
-                outcomes[pending.index] = IngestOutcome.DUPLICATE
-                continue
-            known.add(pending.fact.id)
-            fresh.append(pending)
-        if fresh:
-            rows = [
-                {"id": f.id, "hall": f.hall, "kind": f.kind.value, "ts": f.ts, "received_at": now}
-                for f in (p.fact for p in fresh)
-            ]
-            try:
-                with session.begin_nested():
-                    session.execute(insert(SeenFact), rows)
-            except IntegrityError as exc:
-                raise _DuplicateError("a fact of the batch was stored meanwhile") from exc
-        return fresh
+        rows = [
+            {"id": f.id, "hall": f.hall, "kind": f.kind.value, "ts": f.ts, "received_at": now}
+            for f in (p.fact for p in fresh)
+        ]
+        try:
+            with session.begin_nested():
+                session.execute(insert(_SEEN_FACTS), rows)
+        except IntegrityError as exc:
+            raise _DuplicateError("a fact of the batch was stored meanwhile") from exc
 
     def _after_commit(self, effects: StateEffects, now: datetime) -> None:
         """Live events and alerts of a committed batch, then the off-post rule."""

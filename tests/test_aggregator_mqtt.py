@@ -211,17 +211,18 @@ def test_backlog_drains_in_batches_each_fact_once(
     publish(mosquitto.port, facts + facts[:50])  # the broker queues them; 50 come twice
     before = batches_ingested()
     second = make_service(mosquitto.port, hall, mqtt_client_id=client_id, ingest_batch_max=100)
-    wait_until(lambda: second.mqtt is not None and second.mqtt.handled == 650, 30, "650 messages")
+    wait_until(lambda: second.mqtt is not None and second.mqtt.handled >= 650, 30, "650 messages")
     assert second.state.seen_count(hall) == 599
     assert len(second.state.dead_letters()) == 1
     batches = batches_ingested() - before
     assert 6 <= batches < 650 / 2, batches  # batches of up to 100, not one by one
     second.stop()
-    # everything was acknowledged: a third start gets nothing again
+    # a third start stores the next fact; anything redelivered (a PUBACK still queued at
+    # the disconnect) is dropped as a duplicate, never stored twice
     third = make_service(mosquitto.port, hall, mqtt_client_id=client_id)
     publish(mosquitto.port, [presence(hall, "w1", PostState.OFF_POST, NOW)])
     wait_until(lambda: third.state.seen_count(hall) == 600, 10, "the new fact")
-    assert third.mqtt is not None and third.mqtt.handled == 1
+    assert len(third.state.dead_letters()) == 1
 
 
 def test_reconnects_after_broker_restart(
@@ -246,8 +247,12 @@ def test_shared_subscription_splits_facts_between_replicas(
              for i in range(20)]  # fmt: skip
     publish(mosquitto.port, facts)
     state = replicas[0].state  # both replicas share one database
-    wait_until(lambda: state.seen_count(hall) == 20, 10, "all 20 facts")
-    handled = [r.mqtt.handled if r.mqtt else 0 for r in replicas]
-    assert sum(handled) == 20, handled  # each fact went to one replica only
-    assert all(handled), handled
+
+    def handled() -> list[int]:  # counted once a batch is acknowledged, after its commit
+        return [r.mqtt.handled if r.mqtt else 0 for r in replicas]
+
+    wait_until(lambda: sum(handled()) >= 20, 10, "all 20 facts acknowledged")
+    assert state.seen_count(hall) == 20
+    assert sum(handled()) == 20, handled()  # each fact went to one replica only
+    assert all(handled()), handled()
     assert not state.dead_letters()
