@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -220,7 +221,7 @@ def test_a_file_of_the_first_layout_is_migrated(
               json.dumps(p.fields, sort_keys=True, ensure_ascii=False)) for p in points],
         )  # fmt: skip
     old.close()
-    with caplog.at_level(logging.WARNING, logger="aggregator.store.timeseries"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.store.sqlite_series"):
         series = SqliteTimeSeriesStore(path)
     assert "migrating 200 time-series points" in caplog.text
     end = T0 + timedelta(hours=HOURS)
@@ -231,7 +232,7 @@ def test_a_file_of_the_first_layout_is_migrated(
     assert _read(series) == [replace(p, id="") for p in expected]
     series.close()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="aggregator.store.timeseries"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.store.sqlite_series"):
         again = SqliteTimeSeriesStore(path)
     assert caplog.text == "" and again.count() == 200
     (version,) = again._conn.execute("PRAGMA user_version").fetchone()
@@ -315,3 +316,57 @@ def test_extra_keys_and_quoted_text_read_back_the_same(tmp_path: Path, fallback:
     parquet = pq.read_table(io.BytesIO(_export(columnar, ExportFormat.PARQUET)))
     assert parquet.equals(pq.read_table(io.BytesIO(_export(rows, ExportFormat.PARQUET))))
     inner.close()
+
+
+def test_a_second_process_waits_for_a_migration_longer_than_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the file (here: a migration-long write lock) for longer than
+    SQLite's busy timeout: opening the store waits instead of failing."""
+    path = tmp_path / "busy.sqlite"
+    with sqlite3.connect(path) as old:  # as the first layout's store left it: WAL mode
+        old.execute("PRAGMA journal_mode=WAL")
+        old.executescript(V1_SCHEMA)
+    old.close()
+    connect = sqlite3.connect
+
+    def short_timeout(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs["timeout"] = 0.05
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_series.sqlite3, "connect", short_timeout)
+    holder = connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    store = SqliteTimeSeriesStore(path)  # ~10 busy timeouts long
+    (version,) = store._conn.execute("PRAGMA user_version").fetchone()
+    assert version == sqlite_series.SCHEMA_VERSION
+    store.close()
+    holder.close()
+
+
+@pytest.mark.parametrize(
+    ("department", "window", "expected"),
+    [
+        (None, None, None),
+        ("tax", None, {"1", "2"}),
+        (None, "3", {"3"}),
+        ("tax", "2", {"2"}),
+        ("tax", "3", set()),  # window 3 is police's: nothing
+        ("empty", "3", set()),  # a department without windows admits none
+    ],
+)
+def test_department_and_window_filters_both_hold(
+    department: str | None, window: str | None, expected: set[str] | None
+) -> None:
+    hall = HallConfig.model_validate(
+        build_hall("h1").model_dump(mode="json", by_alias=True, context={"reveal_secrets": True})
+        | {
+            "departments": [{"id": "tax", "name": "税务局"}, {"id": "police", "name": "公安局"},
+                            {"id": "empty", "name": "空"}],
+            "windows": [{"id": "1", "department": "tax"}, {"id": "2", "department": "tax"},
+                        {"id": "3", "department": "police"}],
+        }
+    )  # fmt: skip
+    query = ExportQuery(hall=hall, department=department, window=window)
+    assert query.windows() == (frozenset(expected) if expected is not None else None)

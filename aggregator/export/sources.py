@@ -77,7 +77,8 @@ class ExportQuery:
         if self.department is not None:
             admitted = frozenset(w.id for w in self.hall.windows if w.department == self.department)
         if self.window is not None:
-            admitted = frozenset({self.window}) & (admitted or frozenset({self.window}))
+            only = frozenset({self.window})
+            admitted = only if admitted is None else admitted & only  # both must hold
         return admitted
 
     def filters(self) -> dict[str, str | None]:

@@ -297,7 +297,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: str | Path) -> None:
     """Create the tables, or migrate a file of the first layout (in one transaction)."""
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
-    conn.execute("BEGIN IMMEDIATE")  # a second process opening the file waits here
+    _begin_waiting(conn, path)  # a second process opening the file waits here
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         old = conn.execute(
@@ -328,6 +328,19 @@ def _ensure_schema(conn: sqlite3.Connection, path: str | Path) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _begin_waiting(conn: sqlite3.Connection, path: str | Path) -> None:
+    """``BEGIN IMMEDIATE``, waiting as long as another process holds the file (a migration
+    of a hall-month takes longer than SQLite's busy timeout)."""
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            logger.warning("%s is busy (another process migrating it?): still waiting", path)
 
 
 def _parse_records(text: bytes) -> pa.Table:
