@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -288,3 +289,11 @@ class AggregatorSettings(BaseSettings):
     def safe_database_url(self) -> str:
         """The database URL with any password masked, for logs."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def settings_for(hall_files: Sequence[str] | None, **overrides: Any) -> AggregatorSettings:
+    """Settings from the ``HALLWATCH_*`` environment, with the hall files a command line
+    gave (``--hall``, repeatable) and other values it set (e.g. ``http_port``)."""
+    if hall_files:
+        overrides["halls"] = [Path(p) for p in hall_files]
+    return AggregatorSettings(**overrides)

@@ -61,14 +61,10 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 def _cmd_aggregator(args: argparse.Namespace) -> int:
     from aggregator.service import AggregatorService, NoUsersError
-    from aggregator.settings import AggregatorSettings
+    from aggregator.settings import settings_for
 
-    overrides: dict[str, object] = {}
-    if args.hall:
-        overrides["halls"] = [Path(p) for p in args.hall]
-    if args.port is not None:
-        overrides["http_port"] = args.port
-    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    port = {"http_port": args.port} if args.port is not None else {}
+    settings = settings_for(args.hall, **port)
     service = AggregatorService.from_settings(settings)
     try:
         service.ensure_users()
@@ -106,13 +102,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         write_export,
     )
     from aggregator.service import build_series_store, load_halls
-    from aggregator.settings import AggregatorSettings
+    from aggregator.settings import settings_for
     from aggregator.store.state import StateStore
 
-    overrides: dict[str, object] = {}
-    if args.hall:
-        overrides["halls"] = [Path(p) for p in args.hall]
-    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    settings = settings_for(args.hall)
     output: Path = args.output
     fmt = ExportFormat(args.format or output.suffix.lstrip(".") or "csv")
     time_format = TimeFormat(args.time_format)

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -68,13 +67,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _store(args: argparse.Namespace) -> Iterator[UserStore]:
     from aggregator.auth.users import UserStore
     from aggregator.service import load_halls
-    from aggregator.settings import AggregatorSettings
+    from aggregator.settings import settings_for
     from aggregator.store.state import StateStore
 
-    overrides: dict[str, object] = {}
-    if args.hall:
-        overrides["halls"] = [Path(p) for p in args.hall]
-    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    settings = settings_for(args.hall)
     state = StateStore(settings.database_url)
     state.migrate()
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from aggregator.api.deps import SESSION_COOKIE, CallerDep, HallsDep, ServicesDep
+from aggregator.api.deps import SESSION_COOKIE, CallerDep, HallsDep, ServicesDep, credentials
 from hallwatch.contract import utcnow
 
 public = APIRouter(prefix="/auth", tags=["auth"])
@@ -68,12 +68,9 @@ def login(body: LoginIn, request: Request, response: Response, services: Service
 @public.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")
 def logout(request: Request, response: Response, services: ServicesDep) -> None:
     """End the session of the cookie (or bearer session token) sent; always 204."""
-    secret = request.cookies.get(SESSION_COOKIE)
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        secret = credentials.strip()
-    if secret and services.users is not None:
-        services.users.logout(secret)
+    given = credentials(request)
+    if given is not None and services.users is not None:
+        services.users.logout(given.secret)
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 
