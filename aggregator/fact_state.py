@@ -61,6 +61,17 @@ class RegisterFailedError(Exception):
     rolled back and dead-lettered, to be replayed once the bug is fixed."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The newest presence fact of a post that repeated its state (not yet on the row)."""
+
+    ts: datetime
+    camera: str
+    source: str
+    window: str | None
+    at: datetime
+
+
 @dataclass(slots=True)
 class StateEffects:
     """What a transaction's facts send out once it commits, in the order they arose.
@@ -77,6 +88,9 @@ class StateEffects:
         rows: Status rows the transaction's facts loaded, by model and key. Held here
             because the session's identity map holds clean rows weakly: without it every
             fact of a batch would load (and flush) its post's row again.
+        seen: Posts whose newest facts repeat their state, by key: that fact's time,
+            camera, source, window and arrival, written to the row once
+            (:meth:`FactState.settle`) instead of once per fact.
     """
 
     events: list[LiveEvent] = field(default_factory=list)
@@ -87,6 +101,7 @@ class StateEffects:
     touched: list[Anomaly] = field(default_factory=list)
     presence_halls: set[str] = field(default_factory=set)
     rows: dict[tuple[type, tuple[str, str]], Any] = field(default_factory=dict)
+    seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
 
     def row(self, session: Session, model: type[_Row], key: tuple[str, str]) -> _Row | None:
         """The row of ``model`` with primary key ``key``, loaded once per transaction."""
@@ -95,7 +110,7 @@ class StateEffects:
             found = session.get(model, key)
             if found is not None:
                 self.rows[(model, key)] = found
-        return cast(_Row | None, found)
+        return cast("_Row | None", found)
 
     def keep(self, row: PostStatus | DeviceStatus, key: tuple[str, str]) -> None:
         """Hold a row the transaction created."""
@@ -150,7 +165,9 @@ class FactState:
         if isinstance(fact, PresenceFact):
             if self._presence(session, fact, now, effects):
                 effects.presence_halls.add(fact.hall)
-        elif isinstance(fact, DeviceFact):
+            return
+        self.settle(effects)  # what follows may read posts' cameras and sources
+        if isinstance(fact, DeviceFact):
             self._device(session, fact, now, effects)
         elif isinstance(fact, QueueFact):
             self._queue(session, fact, now, effects.events)
@@ -161,11 +178,27 @@ class FactState:
         ):
             effects.case_alerts.extend(self._cases(session, fact, now, effects.touched))
 
+    @staticmethod
+    def settle(effects: StateEffects) -> None:
+        """Write the posts' newest state-repeating facts to their rows (before the
+        transaction commits, and before anything reads the rows)."""
+        for key, seen in effects.seen.items():
+            FactState._write_seen(effects.rows[(PostStatus, key)], seen)
+        effects.seen.clear()
+
+    @staticmethod
+    def _write_seen(row: PostStatus, seen: _Seen) -> None:
+        row.camera, row.source = seen.camera, seen.source
+        if seen.window is not None:
+            row.window = seen.window
+        row.last_fact_ts, row.updated_at = seen.ts, seen.at
+
     def _presence(
         self, session: Session, fact: PresenceFact, now: datetime, effects: StateEffects
     ) -> bool:
         b = fact.body
-        row = effects.row(session, PostStatus, (fact.hall, b.post))
+        key = (fact.hall, b.post)
+        row = effects.row(session, PostStatus, key)
         before: PostSnapshot | None = None
         if row is None:
             row = PostStatus(
@@ -178,15 +211,22 @@ class FactState:
             session.flush()
             effects.keep(row, (fact.hall, b.post))
         else:
-            if fact.ts < row.last_fact_ts:
+            seen = effects.seen.get(key)
+            if fact.ts < (row.last_fact_ts if seen is None else seen.ts):
                 logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
                 return False
+            if row.state == b.state.value:
+                # same state (summary or repeat): ``since`` stands; the row takes the
+                # newest such fact once, when the batch settles
+                window = b.window if b.window is not None or seen is None else seen.window
+                effects.seen[key] = _Seen(fact.ts, b.camera, fact.source, window, now)
+                return False
+            if seen is not None:
+                self._write_seen(row, effects.seen.pop(key))
             before = PostSnapshot.of(row)
             row.camera, row.source = b.camera, fact.source
             row.window = b.window if b.window is not None else row.window
             row.last_fact_ts, row.updated_at = fact.ts, now
-            if row.state == b.state.value:
-                return False  # same state (summary or repeat): ``since`` stands
             row.state, row.since = b.state.value, b.since
             if row.state == PostState.OFF_POST.value:
                 row.evidence_id = self._absence_snapshot(session, fact, now)

@@ -1,44 +1,52 @@
 """The MQTT side of the aggregator: the fact subscriber and the alert publisher.
 
-:class:`MqttIngest` holds one paho-mqtt 2 client (``CallbackAPIVersion.VERSION2``):
+:class:`MqttIngest` holds two connections to the broker:
 
-- subscribes :data:`~hallwatch.contract.FACTS_FILTER` (as an MQTT 5 shared subscription
+- the fact subscription, a :class:`~aggregator.mqtt_wire.subscriber.FactSubscriber`
+  (paho-mqtt's read path, ~60 µs of Python per message, was the ceiling of ingest): it
+  subscribes :data:`~hallwatch.contract.FACTS_FILTER` (as an MQTT 5 shared subscription
   when a share group is set) and :data:`~hallwatch.contract.EDGE_STATUS_FILTER` (always a
   plain subscription: brokers do not send retained messages to shared subscriptions, and
-  every replica wants the edges' retained status), QoS 1;
-- keeps a persistent session (MQTT 5: ``clean_start=False`` + session expiry; 3.1.1:
-  ``clean_session=False``) under a fixed client id, so the broker queues facts while the
-  aggregator restarts;
-- acknowledges manually: paho's callbacks only enqueue; one worker thread takes what is
-  queued (up to ``ingest_batch_max`` messages), runs :meth:`Ingestor.handle_batch` on it
-  and sends the PUBACKs *after* the batch is stored (in order). A crash before that
-  leaves the messages unacknowledged and the broker redelivers them; the ingestor's dedup
-  drops what was in fact stored. A batch that keeps failing is retried message by
-  message, so one message the database refuses is dead-lettered alone;
-- reconnects with backoff (``reconnect_delay_set``). Credentials are never logged.
+  every replica wants the edges' retained status), QoS 1, with a persistent session
+  (MQTT 5: clean start off + session expiry; 3.1.1: clean session off) under the fixed
+  client id, so the broker queues facts while the aggregator restarts;
+- :attr:`MqttIngest.client`, a paho-mqtt 2 client (client id ``<id>-out``) that only
+  publishes: alerts (:class:`MqttAlertPublisher`) and the routed notifications.
+
+Messages are acknowledged manually: the subscriber's thread only enqueues what each read
+brought; one worker thread takes what is queued (up to ``ingest_batch_max`` messages),
+runs :meth:`Ingestor.handle_batch` on it and sends the PUBACKs *after* the batch is stored.
+A crash before that leaves the messages unacknowledged and the broker redelivers them; the
+ingestor's dedup drops what was in fact stored. A batch that keeps failing is retried
+message by message, so one message the database refuses is dead-lettered alone. The
+largest batch is bounded by the messages the broker lets be unacknowledged: MQTT 5's
+receive maximum (``HALLWATCH_MQTT_RECEIVE_MAXIMUM``), 3.1.1's ``max_inflight_messages``
+in the broker's config (``deploy/mosquitto/hallwatch.conf`` sets 1000; Mosquitto's
+default, 20, makes batches of 20 and ingest several times slower).
+
+Both connections reconnect with backoff. Credentials are never logged.
 
 :class:`MqttAlertPublisher` is the :class:`~aggregator.alerts.AlertSink` publishing
-:class:`~hallwatch.contract.AlertMessage` JSON on ``alerts_topic(hall)`` at QoS 1 over the
-same connection.
+:class:`~hallwatch.contract.AlertMessage` JSON on ``alerts_topic(hall)`` at QoS 1.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Gauge
 
 from aggregator.ingest import Ingestor, Message
+from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions
 from aggregator.settings import AggregatorSettings
 from hallwatch.contract import (
     EDGE_STATUS_FILTER,
@@ -57,14 +65,6 @@ QUEUE_DEPTH = Gauge("hallwatch_ingest_queue_depth", "Messages received, not yet 
 _RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-
-
 class MqttIngest:
     """Subscribes to facts and edge status and feeds them to an :class:`Ingestor`.
 
@@ -77,66 +77,81 @@ class MqttIngest:
         self.settings = settings
         self.ingestor = ingestor
         self.v5 = settings.mqtt_protocol == "5"
-        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._queue: deque[Received] = deque()
+        self._arrived = threading.Condition()
         self._stop = threading.Event()
-        self._connected = threading.Event()
         self._worker: threading.Thread | None = None
         self.handled = 0
         """Messages this client has passed to the ingestor (and acknowledged)."""
-        kwargs: dict[str, Any] = {
-            "callback_api_version": CallbackAPIVersion.VERSION2,
-            "client_id": settings.mqtt_client_id,
-            "protocol": mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            "manual_ack": True,
-        }
-        if not self.v5:
-            kwargs["clean_session"] = False
-        self.client = mqtt.Client(**kwargs)
-        if settings.mqtt_username is not None:
-            password = settings.mqtt_password
-            self.client.username_pw_set(
-                settings.mqtt_username, password.get_secret_value() if password else None
-            )
+        tls = None
         if settings.mqtt_tls:
             ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
-            self.client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+            tls = ssl.create_default_context(cafile=ca)
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        self.subscriber = FactSubscriber(
+            WireOptions(
+                host=settings.mqtt_host,
+                port=settings.mqtt_port,
+                client_id=settings.mqtt_client_id,
+                v5=self.v5,
+                username=settings.mqtt_username,
+                password=password if settings.mqtt_username is not None else None,
+                tls=tls,
+                keepalive_s=settings.mqtt_keepalive_s,
+                session_expiry_s=settings.mqtt_session_expiry_s,
+                receive_maximum=settings.mqtt_receive_maximum,
+            ),
+            self._subscriptions(),
+            self._received,
+            self._on_connected,
+        )
+        self.client = self._publisher(settings, password)
+
+    @staticmethod
+    def _publisher(settings: AggregatorSettings, password: str | None) -> mqtt.Client:
+        """The paho client that publishes alerts and notifications (no subscriptions)."""
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{settings.mqtt_client_id}-out",
+            protocol=mqtt.MQTTv5 if settings.mqtt_protocol == "5" else mqtt.MQTTv311,
+        )
+        if settings.mqtt_username is not None:
+            client.username_pw_set(settings.mqtt_username, password)
+        if settings.mqtt_tls:
+            ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+            client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = _publisher_connected
+        return client
 
     @property
     def connected(self) -> bool:
-        """Whether the client is connected to the broker now."""
-        return self._connected.is_set()
+        """Whether the fact subscription is connected (and subscribed) and the alert
+        publisher connected now (what ``/healthz`` reports)."""
+        return self.subscriber.connected and self.client.is_connected()
 
     def wait_connected(self, timeout: float) -> bool:
-        """Block until connected (and subscribed) or the timeout passes."""
-        return self._connected.wait(timeout)
+        """Block until both connections are up (the subscription subscribed) or the
+        timeout passes."""
+        deadline = time.monotonic() + timeout
+        if not self.subscriber.wait_connected(timeout):
+            return False
+        while not self.client.is_connected():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def start(self) -> None:
         """Start the worker thread and connect (in the background, retrying for ever)."""
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="hallwatch-ingest", daemon=True)
         self._worker.start()
-        properties = None
-        if self.v5:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
-        logger.info(
-            "connecting to MQTT broker %s:%d as %s (MQTT %s%s)",
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            self.settings.mqtt_client_id,
-            self.settings.mqtt_protocol,
-            ", TLS" if self.settings.mqtt_tls else "",
-        )
+        self.subscriber.start()
         self.client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             keepalive=self.settings.mqtt_keepalive_s,
-            clean_start=False if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
         )
         self.client.loop_start()
 
@@ -144,17 +159,21 @@ class MqttIngest:
         """Disconnect and stop the worker (messages not yet ingested stay unacknowledged:
         the broker redelivers them to the persistent session)."""
         self._stop.set()
+        with self._arrived:
+            self._arrived.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+        if self.subscriber.stop(timeout):
+            self.subscriber.close()
         try:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
-        self._connected.clear()
+        self._queue.clear()
         CONNECTED.set(0)
 
-    # -- paho callbacks (network thread: only enqueue) ---------------------------------
+    # -- the subscriber's callbacks (network thread: only enqueue) -------------------------
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         facts = FACTS_FILTER
@@ -166,59 +185,33 @@ class MqttIngest:
                 logger.warning("share_group %r ignored: shared subscriptions need MQTT 5", group)
         return [(facts, 1), (EDGE_STATUS_FILTER, 1)]
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            logger.error("MQTT connection refused: %s", reason_code)
-            return
-        subs = self._subscriptions()
-        client.subscribe(subs)
-        logger.info(
-            "MQTT connected (session present: %s); subscribed %s",
-            flags.session_present,
-            ", ".join(t for t, _ in subs),
-        )
-        self._connected.set()
-        CONNECTED.set(1)
+    def _on_connected(self, connected: bool) -> None:
+        CONNECTED.set(1 if connected else 0)
 
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        CONNECTED.set(0)
-        if not self._stop.is_set():
-            logger.warning("MQTT disconnected (%s); reconnecting with backoff", reason_code)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
-        QUEUE_DEPTH.set(self._queue.qsize())
+    def _received(self, messages: list[Received]) -> None:
+        with self._arrived:
+            self._queue.extend(messages)
+            self._arrived.notify()
+        QUEUE_DEPTH.set(len(self._queue))
 
     # -- worker ---------------------------------------------------------------------------
+
+    def _take(self, limit: int) -> list[Received]:
+        """Up to ``limit`` queued messages, waiting up to 0.2 s for the first."""
+        with self._arrived:
+            if not self._queue:
+                self._arrived.wait(0.2)
+            queued = self._queue
+            batch = [queued.popleft() for _ in range(min(limit, len(queued)))]
+        QUEUE_DEPTH.set(len(self._queue))
+        return batch
 
     def _work(self) -> None:
         limit = self.settings.ingest_batch_max
         while not self._stop.is_set():
-            try:
-                batch = [self._queue.get(timeout=0.2)]
-            except queue.Empty:
+            batch = self._take(limit)
+            if not batch:
                 continue
-            while len(batch) < limit:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            QUEUE_DEPTH.set(self._queue.qsize())
             if self._ingest_batch(batch):
                 done = batch
             else:  # the batch as a whole keeps failing: one message at a time
@@ -227,11 +220,10 @@ class MqttIngest:
                     if not self._ingest(item):
                         break  # stopping: the rest stays unacknowledged
                     done.append(item)
-            for item in done:
-                self.client.ack(item.mid, item.qos)
+            self.subscriber.ack(done)
             self.handled += len(done)
 
-    def _ingest_batch(self, batch: list[_Received]) -> bool:
+    def _ingest_batch(self, batch: list[Received]) -> bool:
         """Ingest a batch, retrying twice; True when all of it may be acknowledged."""
         if len(batch) == 1:
             return False  # the single-message path has the full retry schedule
@@ -246,7 +238,7 @@ class MqttIngest:
                     return False
         return False
 
-    def _ingest(self, item: _Received) -> bool:
+    def _ingest(self, item: Received) -> bool:
         """Ingest one message until it is stored or dead-lettered; False only when the
         worker stops first (the message stays unacknowledged: the broker redelivers it).
 
@@ -275,13 +267,24 @@ class MqttIngest:
                 return False
 
 
+def _publisher_connected(
+    _client: mqtt.Client,
+    _userdata: Any,
+    _flags: mqtt.ConnectFlags,
+    reason_code: ReasonCode,
+    _properties: Properties | None,
+) -> None:
+    if reason_code.is_failure:
+        logger.error("MQTT connection (alert publisher) refused: %s", reason_code)
+
+
 class MqttAlertPublisher:
     """Publishes alerts on the hall's alerts topic (QoS 1) for hall managers.
 
     While disconnected, paho keeps QoS 1 messages in memory and sends them on reconnect.
 
     Args:
-        client: A paho client (usually :attr:`MqttIngest.client`).
+        client: A paho client (usually :attr:`MqttIngest.client`, the publishing one).
     """
 
     def __init__(self, client: mqtt.Client) -> None:

@@ -117,10 +117,19 @@ class AggregatorSettings(BaseSettings):
     mqtt_session_expiry_s: int = Field(
         default=7 * 24 * 3600,
         ge=0,
+        le=0xFFFFFFFF,
         description="MQTT 5 session expiry: how long the broker keeps queued facts for an "
         "aggregator that is down.",
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive.")
+    mqtt_receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 receive maximum: facts the broker may send before the first is "
+        "acknowledged, which bounds the ingest batch (3.1.1: the broker's "
+        "max_inflight_messages).",
+    )
     ingest_batch_max: int = Field(
         default=500,
         ge=1,

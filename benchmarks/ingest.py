@@ -4,23 +4,28 @@ Usage::
 
     .venv/bin/python benchmarks/ingest.py [--facts 20000] [--skip-victoria]
 
-One Mosquitto on loopback (``tests/support/mosquitto.py``). A publisher sends ``--facts``
-presence facts (QoS 1, the edge's topics, 40 posts of one hall, summaries and changes
-mixed) as fast as the broker takes them, and three consumers are timed from their first
-message to their last, each in its own run on the same broker:
+One Mosquitto on loopback (``tests/support/mosquitto.py``, with ``max_inflight_messages
+1000`` as ``deploy/mosquitto/hallwatch.conf``). A publisher sends ``--facts`` presence
+facts (QoS 1, the edge's topics, 40 posts of one hall, summaries and changes mixed) as
+fast as the broker takes them, and four consumers are timed from their first message to
+their last, each in its own run on the same broker:
 
-1. a bare paho subscriber (QoS 1, counts messages, nothing else): the ceiling;
-2. the aggregator's ingest (``MqttIngest`` → ``Ingestor``: validate, dedup ledger,
+1. a bare paho subscriber (QoS 1, counts messages, nothing else): the usual Python MQTT
+   client, the issue's reference;
+2. a bare :class:`~aggregator.mqtt_wire.subscriber.FactSubscriber` (the aggregator's own
+   reader, acknowledging each read at once): what the broker and the wire can deliver;
+3. the aggregator's ingest (``MqttIngest`` → ``Ingestor``: validate, dedup ledger,
    time-series points, post state, off-post rule) on SQLite state + the embedded SQLite
    time-series store;
-3. the same with the time series in a real VictoriaMetrics (``LineProtocolStore``).
+4. the same with the time series in a real VictoriaMetrics (``LineProtocolStore``).
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
 subscribed before publishing), so the consumer is measured draining a backlog at full
 speed. The last line is one JSON object::
 
     {"facts_per_s_sqlite": …, "facts_per_s_victoriametrics": …,
-     "bare_subscriber_msgs_per_s": …, "facts": …}
+     "bare_subscriber_msgs_per_s": …, "bare_wire_subscriber_msgs_per_s": …, "facts": …,
+     "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …}
 
 The issue's target is ≥ 20,000 facts/s and ≥ 80 % of the bare subscriber.
 """
@@ -44,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from aggregator.ingest import Ingestor  # noqa: E402
 from aggregator.mqtt_ingest import MqttIngest  # noqa: E402
+from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions  # noqa: E402
 from aggregator.settings import AggregatorSettings  # noqa: E402
 from aggregator.store.line_protocol import LineProtocolStore  # noqa: E402
 from aggregator.store.state import StateStore  # noqa: E402
@@ -60,6 +66,8 @@ from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.victoria import VictoriaMetrics  # noqa: E402
 
 HALL = "bench-hall"
+BROKER_CONFIG = ["max_inflight_messages 1000"]
+"""As ``deploy/mosquitto/hallwatch.conf``: MQTT 3.1.1 batches are bounded by it."""
 POSTS = 40
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
@@ -142,6 +150,38 @@ def bare_subscriber(port: int, messages: list[bytes]) -> float:
     return (got - 1) / (last - first) if got > 1 and last > first else 0.0
 
 
+def bare_wire_subscriber(port: int, messages: list[bytes]) -> float:
+    """Messages per second the aggregator's own reader drains (acknowledging each read)."""
+    got = 0
+    first = last = 0.0
+    done = threading.Event()
+    subscriber: FactSubscriber | None = None
+
+    def deliver(items: list[Received]) -> None:
+        nonlocal got, first, last
+        if not got:
+            first = time.perf_counter()
+        got += len(items)
+        last = time.perf_counter()
+        assert subscriber is not None
+        subscriber.ack(items)
+        if got >= len(messages):
+            done.set()
+
+    options = WireOptions(host="127.0.0.1", port=port, client_id="bench-wire")
+    subscriber = FactSubscriber(options, [("hallwatch/v1/+/facts/+", 1)], deliver)
+    subscriber.start()  # subscribed with a kept session: the broker queues what comes next
+    subscriber.wait_connected(10)
+    subscriber.stop()
+    publish(port, messages)
+    subscriber = FactSubscriber(options, [("hallwatch/v1/+/facts/+", 1)], deliver)
+    subscriber.start()
+    done.wait(300)
+    subscriber.stop()
+    subscriber.close()
+    return got / (last - first) if last > first else 0.0
+
+
 def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, db: Path) -> float:
     """Facts per second the aggregator's ingest drains from a queued backlog."""
     settings = AggregatorSettings(
@@ -182,9 +222,15 @@ def main() -> None:
     messages = payloads(args.facts)
     work = Path(tempfile.mkdtemp(prefix="hallwatch-bench-ingest-"))
     result: dict[str, float | int | None] = {"facts": args.facts}
-    with Mosquitto() as broker:
+    with Mosquitto(extra_config=BROKER_CONFIG) as broker:
         result["bare_subscriber_msgs_per_s"] = round(bare_subscriber(broker.port, messages))
         print(f"bare subscriber: {result['bare_subscriber_msgs_per_s']} msgs/s", flush=True)
+        result["bare_wire_subscriber_msgs_per_s"] = round(
+            bare_wire_subscriber(broker.port, messages)
+        )
+        print(
+            f"bare wire subscriber: {result['bare_wire_subscriber_msgs_per_s']} msgs/s", flush=True
+        )
         sqlite_series = SqliteTimeSeriesStore(work / "series.sqlite")
         rate = aggregator_rate(broker.port, messages, sqlite_series, work / "state-a.sqlite")
         result["facts_per_s_sqlite"] = round(rate)
@@ -196,8 +242,10 @@ def main() -> None:
                 rate = aggregator_rate(broker.port, messages, store, work / "state-b.sqlite")
                 result["facts_per_s_victoriametrics"] = round(rate)
             print(f"aggregator, VictoriaMetrics: {round(rate)} facts/s", flush=True)
-    bare = result["bare_subscriber_msgs_per_s"] or 1
-    result["sqlite_vs_bare"] = round(float(result["facts_per_s_sqlite"] or 0) / float(bare), 3)
+    sqlite = float(result["facts_per_s_sqlite"] or 0)
+    result["sqlite_vs_bare"] = round(sqlite / float(result["bare_subscriber_msgs_per_s"] or 1), 3)
+    wire = float(result["bare_wire_subscriber_msgs_per_s"] or 1)
+    result["sqlite_vs_bare_wire"] = round(sqlite / wire, 3)
     print(json.dumps(result))
 
 

@@ -25,6 +25,7 @@ from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
 from aggregator.fact_state import FactState, RegisterFailedError, StateEffects
 from aggregator.ingest import Ingestor, IngestOutcome, Message
+from aggregator.mqtt_wire.subscriber import Received
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
 from aggregator.settings import AggregatorSettings
@@ -312,8 +313,8 @@ class _AckRecorder:
     def __init__(self) -> None:
         self.acked: list[int] = []
 
-    def ack(self, mid: int, _qos: int) -> None:
-        self.acked.append(mid)
+    def ack(self, messages: list[Received]) -> None:
+        self.acked += [m.mid for m in messages]
 
 
 def test_the_worker_keeps_messages_through_a_long_database_outage(
@@ -324,20 +325,20 @@ def test_the_worker_keeps_messages_through_a_long_database_outage(
     monkeypatch.setattr(mqtt_ingest, "_RETRY_DELAYS_S", (0.01,) * 5)
     ingestor = _DownIngestor()
     worker = mqtt_ingest.MqttIngest(AggregatorSettings(http_port=0), ingestor)  # type: ignore[arg-type]
-    worker.client = _AckRecorder()  # type: ignore[assignment]
-    for mid in (1, 2, 3):
-        worker._queue.put(mqtt_ingest._Received("t", b"f%d" % mid, mid, 1))
+    acks = _AckRecorder()
+    worker.subscriber = acks  # type: ignore[assignment]
+    worker._received([Received("t", b"f%d" % mid, mid, 1, 1) for mid in (1, 2, 3)])
     thread = threading.Thread(target=worker._work)
     thread.start()
     try:
         time.sleep(0.4)  # many times the whole retry schedule
         ingestor.up.set()
-        worker._queue.put(mqtt_ingest._Received("t", b"f4", 4, 1))
+        worker._received([Received("t", b"f4", 4, 1, 1)])
         deadline = time.monotonic() + 5
-        while len(worker.client.acked) < 4 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        while len(acks.acked) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         worker._stop.set()
         thread.join(5)
     assert ingestor.stored == [b"f1", b"f2", b"f3", b"f4"]
-    assert worker.client.acked == [1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert acks.acked == [1, 2, 3, 4]

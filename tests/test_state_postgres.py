@@ -31,11 +31,22 @@ import tests.test_off_post_rule as off_post_tests
 import tests.test_zone_alerts as zone_tests
 from aggregator.cases.lifecycle import TransitionError
 from aggregator.cases.models import AnomalyTransition
+from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.store.evidence import get_evidence, purge_evidence, store_evidence
 from aggregator.store.migrate import target_metadata, upgrade
-from aggregator.store.state import Alert, StateStore
+from aggregator.store.state import Alert, PostStatus, StateStore
+from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.config.models import HallConfig
-from hallwatch.contract import Evidence, RatingLevel
+from hallwatch.contract import (
+    Evidence,
+    PostState,
+    PresenceBody,
+    PresenceFact,
+    RatingLevel,
+    encode,
+    fact_topic,
+)
+from tests.conftest import build_hall
 from tests.support.postgres import Postgres, available, shared_server
 
 pytestmark = pytest.mark.integration
@@ -287,3 +298,35 @@ def test_two_officers_acting_at_once_on_one_anomaly(
         assert sorted(actions) == ["appeal", "opened"]
     finally:
         h.close()
+
+
+def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
+    state: StateStore, tmp_path: Path
+) -> None:
+    """The dedup ledger is written optimistically, the batch at once: when its primary
+    key refuses a redelivered fact, the savepoint is rolled back (nothing of the batch
+    stays) and only the new facts are recorded."""
+    hall = build_hall("h-dedup")
+    series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
+    ingestor = Ingestor(state, series, {"h-dedup": hall})
+    at = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+    def fact(k: int) -> Message:
+        body = PresenceBody(camera="c1", post="w1", window="1", state=PostState.ON_POST,
+                            since=at, summary=True)  # fmt: skip
+        f = PresenceFact(hall="h-dedup", source="edge-1", ts=at + timedelta(seconds=k), body=body)
+        return Message(fact_topic("h-dedup", "presence"), encode(f))
+
+    first, second, third = fact(1), fact(2), fact(3)
+    stored, duplicate = IngestOutcome.STORED, IngestOutcome.DUPLICATE
+    try:
+        assert ingestor.handle_batch([first, second]) == [stored, stored]
+        outcomes = ingestor.handle_batch([second, third, first, third])
+        assert outcomes == [duplicate, stored, duplicate, duplicate]
+        assert state.seen_count("h-dedup") == 3
+        assert series.count() == 3
+        with state.read_session() as s:
+            post = s.get(PostStatus, ("h-dedup", "w1"))
+            assert post is not None and post.last_fact_ts == at + timedelta(seconds=3)
+    finally:
+        series.close()

@@ -1,0 +1,1 @@
+"""A lean MQTT subscriber for the aggregator's fact stream (see :mod:`.subscriber`)."""
