@@ -164,8 +164,7 @@ class MqttIngest:
         if self._worker is not None:
             self._worker.join(timeout)
             self._worker = None
-        if self.subscriber.stop(timeout):
-            self.subscriber.close()
+        self.subscriber.stop(timeout)
         try:
             self.client.disconnect()
         finally:

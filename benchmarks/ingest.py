@@ -178,7 +178,6 @@ def bare_wire_subscriber(port: int, messages: list[bytes]) -> float:
     subscriber.start()
     done.wait(300)
     subscriber.stop()
-    subscriber.close()
     return got / (last - first) if last > first else 0.0
 
 

@@ -75,6 +75,7 @@ def test_mqtt5_publish_properties_are_skipped() -> None:
         (False, b"\x20\x02\x01\x00", ConnAck(True, 0)),
         (False, b"\x20\x02\x00\x05", ConnAck(False, 5)),
         (True, b"\x20\x03\x00\x87\x00", ConnAck(False, 0x87)),
+        (True, b"\x20\x06\x00\x00\x03\x13\x00\x00", ConnAck(False, 0, 0)),
         # MQTT 5 CONNACK with an assigned client id, a server keepalive, a user property
         (
             True,
@@ -108,6 +109,11 @@ def test_control_packets(v5: bool, packet: bytes, expected: object) -> None:
 def test_malformed_packets_are_refused(packet: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         PacketReader(v5=False, max_packet=100).feed(packet)
+
+
+def test_a_cut_short_connack_property_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="CONNACK properties cut short"):
+        PacketReader(v5=True).feed(b"\x20\x05\x00\x00\x02\x1f\x00")
 
 
 def test_connect_carries_credentials_and_mqtt5_properties() -> None:
@@ -213,7 +219,6 @@ def test_only_acknowledged_messages_leave_the_session(broker: Mosquitto, v5: boo
         assert {m.connection for m in redelivered} == {1}  # this subscriber's first
     finally:
         sub.stop()
-        sub.close()
 
 
 @pytest.mark.integration
@@ -241,14 +246,12 @@ def test_acknowledgements_of_an_earlier_connection_are_not_sent(tmp_path: Path) 
             time.sleep(0.3)
         finally:
             sub.stop()
-            sub.close()
         again = Inbox()
         sub = subscriber(options, again)
         try:
             assert [m.payload for m in again.wait(1)] == [b"a"]
         finally:
             sub.stop()
-            sub.close()
 
 
 @pytest.mark.integration
@@ -266,7 +269,6 @@ def test_mqtt5_receive_maximum_bounds_what_is_unacknowledged(broker: Mosquitto) 
         assert len(inbox.wait(50)) == 50  # the rest, as acknowledgements make room
     finally:
         sub.stop()
-        sub.close()
 
 
 @pytest.mark.integration
@@ -282,7 +284,6 @@ def test_keepalive_pings_hold_an_idle_connection(broker: Mosquitto) -> None:
         assert [(m.payload, m.connection) for m in inbox.wait(1)] == [(b"still here", 1)]
     finally:
         sub.stop()
-        sub.close()
 
 
 @pytest.mark.integration
@@ -308,12 +309,10 @@ def test_a_wrong_password_is_refused_and_named_in_the_log(
             assert not wrong.wait_connected(1.5)
         finally:
             wrong.stop()
-            wrong.close()
         assert "connection refused: not authorised" in caplog.text  # Mosquitto's 3.1.1 code
         assert "wrong-password-1234" not in caplog.text
         sub = subscriber(options("wire-pw-2", "right-password-1234"), Inbox())
         sub.stop()
-        sub.close()
 
 
 def _certificates(folder: Path) -> dict[str, Path]:
@@ -361,7 +360,6 @@ def test_tls_with_certificate_checks(tmp_path: Path) -> None:
             assert not untrusted.wait_connected(1.5)  # the test CA is not in the system store
         finally:
             untrusted.stop()
-            untrusted.close()
         inbox = Inbox()
         tls = ssl.create_default_context(cafile=str(certs["ca.crt"]))
         options = WireOptions(host="127.0.0.1", port=tls_port, client_id="wire-tls", tls=tls)
@@ -374,4 +372,24 @@ def test_tls_with_certificate_checks(tmp_path: Path) -> None:
             sub.ack(got)
         finally:
             sub.stop()
-            sub.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_stop_is_not_held_up_by_a_silent_broker(tls: bool) -> None:
+    """A broker that accepts and never answers (the TLS or the MQTT handshake waits):
+    stop() still ends the network thread within a second, and start() works again."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    context = ssl.create_default_context() if tls else None
+    sub = FactSubscriber(WireOptions(host="127.0.0.1", port=port, client_id="c", tls=context),
+                         FILTERS, Inbox())  # fmt: skip
+    try:
+        sub.start()
+        time.sleep(0.5)  # connected at TCP level, inside the handshake
+        started = time.monotonic()
+        assert sub.stop(timeout=3)
+        assert time.monotonic() - started < 1.0
+        sub.start()
+        assert sub.stop(timeout=3)
+    finally:
+        silent.close()

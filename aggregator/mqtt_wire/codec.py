@@ -63,11 +63,12 @@ class Publish:
 @dataclass(frozen=True, slots=True)
 class ConnAck:
     """The broker's answer to CONNECT: session present, return/reason code (0: accepted),
-    and (MQTT 5) the keepalive the broker imposes (0: the client's own stands)."""
+    and (MQTT 5) the keepalive the broker imposes (None: the client's own stands; 0: no
+    keepalive)."""
 
     session_present: bool
     code: int
-    server_keepalive_s: int = 0
+    server_keepalive_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +258,12 @@ class PacketReader:
     def _control(self, first: int, body: bytes) -> Packet:
         kind = first & 0xF0
         if kind == _CONNACK and len(body) >= 2:
-            keepalive = 0
+            keepalive = None
             if self.v5 and len(body) > 2:
-                keepalive = _server_keepalive(body, 2)
+                try:
+                    keepalive = _server_keepalive(body, 2)
+                except IndexError as exc:
+                    raise ProtocolError("CONNACK properties cut short") from exc
             return ConnAck(bool(body[0] & 0x01), body[1], keepalive)
         if first == _SUBACK and len(body) >= 2:
             start = _skip_properties(body, 2, len(body)) if self.v5 else 2
@@ -271,8 +275,12 @@ class PacketReader:
         raise ProtocolError(f"unexpected packet type 0x{first:02x} ({len(body)} bytes)")
 
 
-def _server_keepalive(body: bytes, j: int) -> int:
-    """The Server Keep Alive property of a CONNACK's property block at ``j`` (0: none)."""
+def _server_keepalive(body: bytes, j: int) -> int | None:
+    """The Server Keep Alive property of a CONNACK's property block at ``j`` (None: none).
+
+    Raises:
+        IndexError: A property runs past the packet.
+    """
     end = _skip_properties(body, j, len(body))
     if end > len(body):
         raise ProtocolError("CONNACK shorter than its properties")
@@ -285,7 +293,9 @@ def _server_keepalive(body: bytes, j: int) -> int:
         if size is None:
             raise ProtocolError(f"unknown MQTT 5 property 0x{prop:02x}")
         j += 1
-        if prop == _PROP_SERVER_KEEPALIVE and j + 2 <= end:
+        if prop == _PROP_SERVER_KEEPALIVE:
+            if j + 2 > end:
+                raise IndexError("Server Keep Alive cut short")
             return int((body[j] << 8) | body[j + 1])
         if size > 0:
             j += size
@@ -296,7 +306,9 @@ def _server_keepalive(body: bytes, j: int) -> int:
         else:
             for _ in range(-size - 1):
                 j += 2 + ((body[j] << 8) | body[j + 1])
-    return 0
+        if j > end:
+            raise IndexError("property runs past its block")
+    return None
 
 
 def _skip_properties(buf: bytes, j: int, end: int) -> int:

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 _READ_BYTES = 256 * 1024
 _CONNECT_TIMEOUT_S = 10.0
+_STEP_S = 0.25
+"""How long a blocking step of the handshakes lasts before stop() is checked."""
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 1.0, 30.0
 _CONNACK_REASONS = {
     1: "unacceptable protocol version",
@@ -156,12 +158,11 @@ class FactSubscriber:
         self._out_lock = threading.Lock()
         self._out: list[tuple[int, bytes]] = []
         """PUBACKs to send, with the connection their messages came on."""
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wake_r, self._wake_w = _wake_pair()
+        self._wake_r.close()  # a pair per run, made by start()
+        self._wake_w.close()
         self._connection = 0
         self._subscribed = threading.Event()
-        self._sock: socket.socket | None = None
 
     # -- the owner's side -----------------------------------------------------------------
 
@@ -178,26 +179,31 @@ class FactSubscriber:
         """Connect in the background (retrying for ever until :meth:`stop`).
 
         Raises:
-            RuntimeError: The network thread of an earlier :meth:`stop` has not ended yet
-                (it was still connecting): two would share one session.
+            RuntimeError: It is running, or the network thread of an earlier :meth:`stop`
+                has not ended yet (it was still connecting): two would share one session.
         """
         if self._thread is not None:
-            self._thread.join(_CONNECT_TIMEOUT_S)
+            if not self._stop.is_set():
+                raise RuntimeError("the MQTT subscriber is already running")
+            self._thread.join(_STEP_S * 4)
             if self._thread.is_alive():
                 raise RuntimeError("the MQTT subscriber is still stopping")
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="hallwatch-mqtt-in", daemon=True)
+        self._wake_r, self._wake_w = _wake_pair()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(self._wake_r, self._wake_w),
+            name="hallwatch-mqtt-in",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Disconnect cleanly (the session and what is unacknowledged stay with the
-        broker); whether the network thread ended within ``timeout``."""
+        broker); whether the network thread ended within ``timeout`` (a TCP connect to an
+        unreachable broker can hold it for up to 10 s)."""
         self._stop.set()
         self._wake()
-        sock = self._sock
-        if sock is not None and not self._subscribed.is_set():
-            with contextlib.suppress(OSError):  # a handshake waiting for the broker
-                sock.shutdown(socket.SHUT_RDWR)
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -206,12 +212,6 @@ class FactSubscriber:
             return False
         self._thread = None
         return True
-
-    def close(self) -> None:
-        """Release the wake-up sockets (once stopped for good)."""
-        if self._thread is None:
-            self._wake_r.close()
-            self._wake_w.close()
 
     def ack(self, messages: Sequence[Received]) -> None:
         """Acknowledge QoS 1 messages (any thread). Only those of the connection in use
@@ -240,69 +240,101 @@ class FactSubscriber:
 
     # -- the network thread ---------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, wake_r: socket.socket, wake_w: socket.socket) -> None:
         delay = _BACKOFF_MIN_S
-        while not self._stop.is_set():
-            try:
-                self._connect_and_serve()
-                delay = _BACKOFF_MIN_S
-            except (OSError, ProtocolError, _DroppedError) as exc:
-                if not self._stop.is_set():
-                    logger.log(
-                        logging.ERROR if isinstance(exc, _RefusedError) else logging.WARNING,
-                        "MQTT connection to %s:%d lost (%s); reconnecting in %.0f s",
-                        self.options.host, self.options.port, exc, delay,
-                    )  # fmt: skip
-            except Exception:  # a bug must not end the subscription for good
-                logger.exception("MQTT subscriber failed; reconnecting in %.0f s", delay)
-            if self._stop.wait(delay * random.uniform(0.8, 1.2)):
-                break
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._connect_and_serve()
+                    delay = _BACKOFF_MIN_S
+                except (OSError, ProtocolError, _DroppedError) as exc:
+                    if not self._stop.is_set():
+                        logger.log(
+                            logging.ERROR if isinstance(exc, _RefusedError) else logging.WARNING,
+                            "MQTT connection to %s:%d lost (%s); reconnecting in %.0f s",
+                            self.options.host, self.options.port, exc, delay,
+                        )  # fmt: skip
+                except Exception:  # a bug must not end the subscription for good
+                    if not self._stop.is_set():
+                        logger.exception("MQTT subscriber failed; reconnecting in %.0f s", delay)
+                if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                    break
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+        finally:
+            wake_r.close()
+            wake_w.close()
 
     def _connect_and_serve(self) -> None:
         o = self.options
         raw = socket.create_connection((o.host, o.port), timeout=_CONNECT_TIMEOUT_S)
         sock: socket.socket = raw
-        self._sock = raw
         try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if o.tls is not None:
-                sock = self._sock = o.tls.wrap_socket(raw, server_hostname=o.host)
-            sock.sendall(
-                connect_packet(
-                    o.client_id, protocol=self._protocol, keepalive_s=o.keepalive_s,
-                    clean=False, username=o.username, password=o.password,
-                    session_expiry_s=o.session_expiry_s if o.v5 else 0,
-                    receive_maximum=o.receive_maximum if o.v5 else 0,
-                    max_packet=MAX_PACKET_BYTES if o.v5 else 0,
-                )
-            )  # fmt: skip
-            reader = PacketReader(v5=o.v5)
-            connack, early = self._handshake(sock, reader)
-            if self._stop.is_set():
-                self._goodbye(sock, b"")
-                return
-            self._connection += 1
-            keepalive = connack.server_keepalive_s or o.keepalive_s
-            logger.info(
-                "MQTT connected to %s:%d as %s (MQTT %s%s; session present: %s; keepalive "
-                "%d s); subscribed %s",
-                o.host, o.port, o.client_id, "5" if o.v5 else "3.1.1", ", TLS" if o.tls else "",
-                connack.session_present, keepalive, ", ".join(f for f, _ in self.filters),
-            )  # fmt: skip
-            self._subscribed.set()
-            if self.on_connected is not None:
-                self.on_connected(True)
-            self._serve(sock, reader, early, keepalive)
-        finally:
-            self._sock = None
-            if self._subscribed.is_set():
-                self._subscribed.clear()
+            try:
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if o.tls is not None:
+                    sock = o.tls.wrap_socket(
+                        raw, server_hostname=o.host, do_handshake_on_connect=False
+                    )
+                    self._tls_handshake(sock)
+                self._stopping()
+                sock.settimeout(_CONNECT_TIMEOUT_S)
+                sock.sendall(
+                    connect_packet(
+                        o.client_id, protocol=self._protocol, keepalive_s=o.keepalive_s,
+                        clean=False, username=o.username, password=o.password,
+                        session_expiry_s=o.session_expiry_s if o.v5 else 0,
+                        receive_maximum=o.receive_maximum if o.v5 else 0,
+                        max_packet=MAX_PACKET_BYTES if o.v5 else 0,
+                    )
+                )  # fmt: skip
+                reader = PacketReader(v5=o.v5)
+                connack, early = self._handshake(sock, reader)
+                if self._stop.is_set():
+                    self._goodbye(sock, b"")
+                    return
+                self._connection += 1
+                keepalive = o.keepalive_s
+                if connack.server_keepalive_s is not None:
+                    keepalive = connack.server_keepalive_s
+                logger.info(
+                    "MQTT connected to %s:%d as %s (MQTT %s%s; session present: %s; "
+                    "keepalive %d s); subscribed %s",
+                    o.host, o.port, o.client_id, "5" if o.v5 else "3.1.1",
+                    ", TLS" if o.tls else "", connack.session_present, keepalive,
+                    ", ".join(f for f, _ in self.filters),
+                )  # fmt: skip
+                self._subscribed.set()
                 if self.on_connected is not None:
-                    self.on_connected(False)
-            with self._out_lock:
-                self._out.clear()  # acknowledgements of this connection cannot be sent now
+                    self.on_connected(True)
+                self._serve(sock, reader, early, keepalive)
+            finally:
+                with self._out_lock:
+                    self._out.clear()  # acknowledgements of this connection cannot go now
+                if self._subscribed.is_set():
+                    self._subscribed.clear()
+                    if self.on_connected is not None:
+                        self.on_connected(False)
+        finally:
             sock.close()
+
+    def _stopping(self) -> None:
+        if self._stop.is_set():
+            raise _DroppedError("stopping")
+
+    def _tls_handshake(self, sock: ssl.SSLSocket) -> None:
+        """The TLS handshake in steps, so that :meth:`stop` is not held up by it."""
+        sock.settimeout(_STEP_S)
+        deadline = time.monotonic() + _CONNECT_TIMEOUT_S
+        while True:
+            self._stopping()
+            try:
+                sock.do_handshake()
+                return
+            except (TimeoutError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                if time.monotonic() > deadline:
+                    raise _DroppedError(
+                        f"no TLS handshake within {_CONNECT_TIMEOUT_S:.0f} s"
+                    ) from None
 
     def _handshake(
         self, sock: socket.socket, reader: PacketReader
@@ -313,9 +345,15 @@ class FactSubscriber:
         deadline = time.monotonic() + _CONNECT_TIMEOUT_S
         connack: ConnAck | None = None
         subscribed = False
+        sock.settimeout(_STEP_S)  # short steps: stop() is not held up by a silent broker
         while not subscribed:
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
-            data = sock.recv(_READ_BYTES)
+            self._stopping()
+            if time.monotonic() > deadline:
+                raise _DroppedError(f"no CONNACK/SUBACK within {_CONNECT_TIMEOUT_S:.0f} s")
+            try:
+                data = sock.recv(_READ_BYTES)
+            except TimeoutError:
+                continue
             if not data:
                 raise _DroppedError("closed by the broker during the handshake")
             for packet in reader.feed(data):
@@ -332,13 +370,16 @@ class FactSubscriber:
                     subscribed = True
                 elif isinstance(packet, Disconnect):
                     raise _DroppedError(f"broker disconnected (reason 0x{packet.code:02x})")
-            if not subscribed and time.monotonic() > deadline:
-                raise _DroppedError(f"no CONNACK/SUBACK within {_CONNECT_TIMEOUT_S:.0f} s")
         assert connack is not None
         return connack, early
 
     def _check_granted(self, suback: SubAck) -> None:
-        codes = list(zip(self.filters, suback.codes, strict=False))
+        if suback.mid != 1 or len(suback.codes) != len(self.filters):
+            raise ProtocolError(
+                f"SUBACK {suback.mid} with {len(suback.codes)} codes for {len(self.filters)} "
+                "filters"
+            )
+        codes = list(zip(self.filters, suback.codes, strict=True))
         refused = [f for (f, _), c in codes if c >= 0x80]
         if refused:
             raise _RefusedError(f"subscription refused: {', '.join(refused)}")
@@ -368,7 +409,7 @@ class FactSubscriber:
                     return
                 pending += self._take_out(connection)
                 now = time.monotonic()
-                if ping_sent is None and now - last_sent >= keepalive:
+                if keepalive and ping_sent is None and now - last_sent >= keepalive:
                     pending += PINGREQ
                     ping_sent = now
                 elif ping_sent is not None and now - ping_sent > keepalive:
@@ -443,6 +484,13 @@ def _send_some(sock: socket.socket, data: bytes) -> int:
         return sock.send(data)
     except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return 0
+
+
+def _wake_pair() -> tuple[socket.socket, socket.socket]:
+    r, w = socket.socketpair()
+    r.setblocking(False)
+    w.setblocking(False)
+    return r, w
 
 
 def _tls_pending(sock: socket.socket) -> bool:
