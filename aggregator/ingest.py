@@ -134,7 +134,7 @@ class _DuplicateError(Exception):
 
 
 _SEEN_FACTS = cast(Table, SeenFact.__table__)
-"""The dedup ledger's table, for Core inserts (a batch's rows in one executemany)."""
+"""The dedup ledger's table (its INSERT is compiled once per dialect: :class:`_LedgerInsert`)."""
 _LEDGER_COLUMNS = ("id", "hall", "kind", "ts", "received_at")
 _IDS_PER_QUERY = 500
 """Fact ids per dedup query (well under every database's bound-parameter limit)."""
@@ -473,12 +473,8 @@ class Ingestor:
             _DuplicateError: Another replica recorded one of them between the lookup and
                 the second insert (the batch is then applied one by one).
         """
-        ledger = _LedgerInsert.for_dialect(session.get_bind().dialect)
         try:
-            with session.begin_nested():  # the savepoint is taken by the next connection()
-                session.connection().exec_driver_sql(
-                    ledger.sql, ledger.rows([p.fact for p in facts], now)
-                )
+            self._record(session, facts, now)
             return list(facts)
         except IntegrityError:
             pass
@@ -492,13 +488,23 @@ class Ingestor:
                 fresh.append(pending)
         if fresh:
             try:
-                with session.begin_nested():
-                    session.connection().exec_driver_sql(
-                        ledger.sql, ledger.rows([p.fact for p in fresh], now)
-                    )
+                self._record(session, fresh, now)
             except IntegrityError as exc:
                 raise _DuplicateError("a fact of the batch was stored meanwhile") from exc
         return fresh
+
+    @staticmethod
+    def _record(session: Session, facts: Sequence[_Pending], now: datetime) -> None:
+        """Insert the ledger rows of ``facts`` in a savepoint (all or none).
+
+        Raises:
+            IntegrityError: The ledger holds one of them already.
+        """
+        ledger = _LedgerInsert.for_dialect(session.get_bind().dialect)
+        with session.begin_nested():  # the savepoint is taken by the next connection()
+            session.connection().exec_driver_sql(
+                ledger.sql, ledger.rows([p.fact for p in facts], now)
+            )
 
     def _after_commit(self, effects: StateEffects, now: datetime) -> None:
         """Live events and alerts of a committed batch, then the off-post rule."""
