@@ -55,6 +55,7 @@ from aggregator.store.line_protocol import LineProtocolStore  # noqa: E402
 from aggregator.store.state import StateStore  # noqa: E402
 from aggregator.store.timeseries import SqliteTimeSeriesStore, TimeSeriesStore  # noqa: E402
 from hallwatch.contract import (  # noqa: E402
+    FACTS_FILTER,
     PostState,
     PresenceBody,
     PresenceFact,
@@ -132,7 +133,7 @@ def bare_subscriber(port: int, messages: list[bytes]) -> float:
         )
         client.on_message = on_message
         client.connect("127.0.0.1", port)
-        client.subscribe("hallwatch/v1/+/facts/+", qos=1)
+        client.subscribe(FACTS_FILTER, qos=1)
         return client
 
     client = session(True)
@@ -155,7 +156,6 @@ def bare_wire_subscriber(port: int, messages: list[bytes]) -> float:
     got = 0
     first = last = 0.0
     done = threading.Event()
-    subscriber: FactSubscriber | None = None
 
     def deliver(items: list[Received]) -> None:
         nonlocal got, first, last
@@ -163,18 +163,16 @@ def bare_wire_subscriber(port: int, messages: list[bytes]) -> float:
             first = time.perf_counter()
         got += len(items)
         last = time.perf_counter()
-        assert subscriber is not None
         subscriber.ack(items)
         if got >= len(messages):
             done.set()
 
     options = WireOptions(host="127.0.0.1", port=port, client_id="bench-wire")
-    subscriber = FactSubscriber(options, [("hallwatch/v1/+/facts/+", 1)], deliver)
+    subscriber = FactSubscriber(options, [(FACTS_FILTER, 1)], deliver)
     subscriber.start()  # subscribed with a kept session: the broker queues what comes next
     subscriber.wait_connected(10)
     subscriber.stop()
     publish(port, messages)
-    subscriber = FactSubscriber(options, [("hallwatch/v1/+/facts/+", 1)], deliver)
     subscriber.start()
     done.wait(300)
     subscriber.stop()

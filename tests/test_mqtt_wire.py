@@ -28,12 +28,13 @@ from aggregator.mqtt_wire.codec import (
 )
 from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions
 from hallwatch.broker import free_port
+from hallwatch.contract import FACTS_FILTER
 from tests.support.mosquitto import Mosquitto, find_mosquitto
 from tests.support.running import wait_until
 from tests.support.server import port_open
 
 TOPIC = "hallwatch/v1/h1/facts/presence"
-FILTERS = [("hallwatch/v1/+/facts/+", 1)]
+FILTERS = [(FACTS_FILTER, 1)]
 
 
 # -- codec ---------------------------------------------------------------------------------
