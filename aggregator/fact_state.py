@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from aggregator.bus import LiveEvent
 from aggregator.cases.models import Anomaly, QueueStatus
@@ -33,6 +35,7 @@ from aggregator.cases.register import CaseRegister
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule, PostSnapshot
 from aggregator.rules.zone_alerts import ZoneAlertRule
+from aggregator.store.driver_sql import DriverStatement
 from aggregator.store.evidence import store_evidence
 from aggregator.store.state import DeviceStatus, PostStatus
 from hallwatch.contract import (
@@ -59,6 +62,24 @@ _Row = TypeVar("_Row", PostStatus, DeviceStatus)
 class RegisterFailedError(Exception):
     """The anomaly register failed on a fact (a bug, not the database): the fact is to be
     rolled back and dead-lettered, to be replayed once the bug is fixed."""
+
+
+_POST_STATUS = cast(Table, PostStatus.__table__)
+_SEEN_NAMES = ("camera", "source", "window", "last_fact_ts", "updated_at")
+"""The columns a state-repeating presence fact writes to its post's row."""
+
+
+def _post_seen_update(dialect: Dialect) -> DriverStatement:
+    """The UPDATE of posts' state-repeating facts (:meth:`FactState.settle`)."""
+    table = _POST_STATUS
+    statement = (
+        update(table)
+        .where(table.c.hall == bindparam("key_hall"), table.c.post == bindparam("key_post"))
+        .values({table.c[name]: bindparam(f"v_{name}") for name in _SEEN_NAMES})
+    )
+    names = (*(f"v_{name}" for name in _SEEN_NAMES), "key_hall", "key_post")
+    types = {f"v_{name}": table.c[name].type for name in ("last_fact_ts", "updated_at")}
+    return DriverStatement(statement, names, types, dialect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +187,7 @@ class FactState:
             if self._presence(session, fact, now, effects):
                 effects.presence_halls.add(fact.hall)
             return
-        self.settle(effects)  # what follows may read posts' cameras and sources
+        self.settle(session, effects)  # what follows may read posts' cameras and sources
         if isinstance(fact, DeviceFact):
             self._device(session, fact, now, effects)
         elif isinstance(fact, QueueFact):
@@ -179,11 +200,29 @@ class FactState:
             effects.case_alerts.extend(self._cases(session, fact, now, effects.touched))
 
     @staticmethod
-    def settle(effects: StateEffects) -> None:
-        """Write the posts' newest state-repeating facts to their rows (before the
-        transaction commits, and before anything reads the rows)."""
-        for key, seen in effects.seen.items():
-            FactState._write_seen(effects.rows[(PostStatus, key)], seen)
+    def settle(session: Session, effects: StateEffects) -> None:
+        """Write the posts' newest state-repeating facts to their rows, in one statement
+        (before the transaction commits, and before anything reads the rows).
+
+        The rows' attributes take the written values as committed values, so the ORM has
+        none of them left to flush: its unit of work, for one row per post and batch, cost
+        more than the rest of the batch's repeated presence facts.
+        """
+        if not effects.seen:
+            return
+        dialect = session.get_bind().dialect
+        statement = DriverStatement.cached("post_seen", dialect, _post_seen_update)
+        to_ts = statement.converter("v_last_fact_ts")
+        to_at = statement.converter("v_updated_at")
+        rows = []
+        for (hall, post), seen in effects.seen.items():
+            row = effects.rows[(PostStatus, (hall, post))]
+            window = seen.window if seen.window is not None else row.window
+            values = (seen.camera, seen.source, window, seen.ts, seen.at)
+            for name, value in zip(_SEEN_NAMES, values, strict=True):
+                set_committed_value(row, name, value)
+            rows.append((*values[:3], to_ts(seen.ts), to_at(seen.at), hall, post))
+        statement.execute(session.connection(), rows)
         effects.seen.clear()
 
     @staticmethod

@@ -24,6 +24,7 @@ A dead letter keeps the payload as received except a snapshot's image
 
 from __future__ import annotations
 
+import bisect
 import collections
 import json
 import logging
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Table, insert, select
@@ -46,6 +47,7 @@ from aggregator.fact_state import FactState, RegisterFailedError, StateEffects
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
 from aggregator.rules.zone_alerts import ZoneAlertRule
+from aggregator.store.driver_sql import DriverStatement
 from aggregator.store.state import EdgeStatusRow, SeenFact, StateStore
 from aggregator.store.timeseries import TimeSeriesStore, facts_to_points
 from hallwatch.config.models import HallConfig
@@ -82,6 +84,26 @@ LAG = Histogram(
     "From a fact's observation time to its ingest (replays after outages show here).",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
 )
+
+
+def observe_many(histogram: Histogram, value: float, count: int) -> None:
+    """``histogram.observe(value)`` repeated ``count`` times, in one step.
+
+    The facts of one look of a camera share their time, hence their lag: a batch observes
+    each distinct lag once with its count instead of once per fact. ``prometheus_client``
+    has no weighted observe; this adds to the same sum and bucket that ``observe`` would
+    (``tests/test_ingest_batch.py`` holds the two equal).
+
+    >>> h = Histogram("example_lag_seconds", "Example.", buckets=(1, 5), registry=None)
+    >>> observe_many(h, 2.0, 3)
+    >>> [(s.name[20:], s.value) for s in h.collect()[0].samples if "created" not in s.name]
+    [('bucket', 0.0), ('bucket', 3.0), ('bucket', 3.0), ('count', 3.0), ('sum', 6.0)]
+    """
+    if count == 1:
+        histogram.observe(value)
+        return
+    histogram._sum.inc(value * count)
+    histogram._buckets[bisect.bisect_left(histogram._upper_bounds, value)].inc(count)
 
 
 class IngestOutcome(StrEnum):
@@ -134,66 +156,45 @@ class _DuplicateError(Exception):
 
 
 _SEEN_FACTS = cast(Table, SeenFact.__table__)
-"""The dedup ledger's table (its INSERT is compiled once per dialect: :class:`_LedgerInsert`)."""
 _LEDGER_COLUMNS = ("id", "hall", "kind", "ts", "received_at")
 _IDS_PER_QUERY = 500
 """Fact ids per dedup query (well under every database's bound-parameter limit)."""
 
 
-class _LedgerInsert:
-    """The dedup ledger's INSERT as the database driver takes it, for one dialect.
+def _ledger_insert(dialect: Dialect) -> DriverStatement:
+    """The dedup ledger's INSERT for ``dialect``."""
+    column = _SEEN_FACTS.c
+    times = {"ts": column.ts.type, "received_at": column.received_at.type}
+    return DriverStatement(insert(_SEEN_FACTS), _LEDGER_COLUMNS, times, dialect)
 
-    A batch's rows go to the driver's ``executemany`` with their times converted once by
-    the columns' own bind processors: through SQLAlchemy's compiled-statement path the
-    per-row parameter processing cost more than the rest of a presence fact's state work.
+
+def _ledger_rows(ledger: DriverStatement, facts: Sequence[Fact], now: datetime) -> list[Any]:
+    """The ledger rows of ``facts``, received ``now``.
+
+    A time is converted once per batch: the facts of one look of a camera (a summary of
+    every post it sees) share their ``ts``.
     """
+    convert = ledger.converter("ts")
+    times: dict[datetime, Any] = {}
+    received_at = ledger.converter("received_at")(now)
+    rows: list[Any] = []
+    for fact in facts:
+        ts = times.get(fact.ts)
+        if ts is None:
+            ts = times[fact.ts] = convert(fact.ts)
+        rows.append((fact.id, fact.hall, fact.kind.value, ts, received_at))
+    return rows
 
-    _by_dialect: ClassVar[dict[str, _LedgerInsert]] = {}
 
-    def __init__(self, dialect: Dialect) -> None:
-        compiled = insert(_SEEN_FACTS).compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.positional = compiled.positional
-        self.order: tuple[str, ...] = _LEDGER_COLUMNS
-        if compiled.positional:
-            self.order = tuple(compiled.positiontup or ())
-            if sorted(self.order) != sorted(_LEDGER_COLUMNS):  # pragma: no cover
-                raise RuntimeError(f"unexpected ledger INSERT parameters {self.order}")
-        self._positions = [_LEDGER_COLUMNS.index(name) for name in self.order]
-        column = _SEEN_FACTS.c
-        self._ts = column.ts.type.dialect_impl(dialect).bind_processor(dialect)
-        self._received_at = column.received_at.type.dialect_impl(dialect).bind_processor(dialect)
+class Incoming(Protocol):
+    """What the ingestor reads of a received MQTT message (the MQTT worker hands over its
+    subscriber's :class:`~aggregator.mqtt_wire.subscriber.Received` as they are)."""
 
-    @classmethod
-    def for_dialect(cls, dialect: Dialect) -> _LedgerInsert:
-        """The statement for ``dialect`` (built once per dialect and driver)."""
-        key = f"{dialect.name}+{dialect.driver}"
-        found = cls._by_dialect.get(key)
-        if found is None:
-            found = cls._by_dialect[key] = cls(dialect)
-        return found
+    @property
+    def topic(self) -> str: ...
 
-    def rows(self, facts: Sequence[Fact], now: datetime) -> list[Any]:
-        """The driver's parameters for the ledger rows of ``facts``, received ``now``.
-
-        A time is converted once per batch: the facts of one look of a camera (a summary
-        of every post it sees) share their ``ts``.
-        """
-        convert = self._ts
-        times: dict[datetime, Any] = {}
-        received_at = self._received_at(now) if self._received_at else now
-        rows: list[Any] = []
-        for fact in facts:
-            ts = times.get(fact.ts)
-            if ts is None:
-                ts = times[fact.ts] = convert(fact.ts) if convert else fact.ts
-            values = (fact.id, fact.hall, fact.kind.value, ts, received_at)
-            rows.append(
-                values if self.positional else dict(zip(_LEDGER_COLUMNS, values, strict=True))
-            )
-        if self.positional and self.order != _LEDGER_COLUMNS:
-            rows = [tuple(row[i] for i in self._positions) for row in rows]
-        return rows
+    @property
+    def payload(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ class _Pending:
     """A valid fact of a batch: its place in the batch, its message, the fact."""
 
     index: int
-    message: Message
+    message: Incoming
     fact: Fact
 
 
@@ -276,7 +277,7 @@ class Ingestor:
         """
         return self.handle_batch([Message(topic, payload)])[0]
 
-    def handle_batch(self, messages: Sequence[Message]) -> list[IngestOutcome]:
+    def handle_batch(self, messages: Sequence[Incoming]) -> list[IngestOutcome]:
         """Ingest messages in order, consecutive facts in one state transaction.
 
         Each message is validated on its own (a malformed one is dead-lettered and the
@@ -304,7 +305,7 @@ class Ingestor:
         started = time.perf_counter()
         outcomes: list[IngestOutcome | None] = [None] * len(messages)
         facts: list[_Pending] = []
-        rejected: list[tuple[int, Message, _RejectError]] = []
+        rejected: list[tuple[int, Incoming, _RejectError]] = []
         try:
             for i, message in enumerate(messages):
                 try:
@@ -418,7 +419,7 @@ class Ingestor:
                 self.fact_state.preload(session, [p.fact for p in fresh], effects)
                 for pending in fresh:
                     self.fact_state.apply(session, pending.fact, now, effects)
-                self.fact_state.settle(effects)
+                self.fact_state.settle(session, effects)
         except (_DuplicateError, RegisterFailedError) as exc:
             for pending in facts:
                 outcomes[pending.index] = None
@@ -443,7 +444,8 @@ class Ingestor:
             raise
         for pending in fresh:
             outcomes[pending.index] = IngestOutcome.STORED
-            LAG.observe(max(0.0, (now - pending.fact.ts).total_seconds()))
+        for ts, count in collections.Counter(p.fact.ts for p in fresh).items():
+            observe_many(LAG, max(0.0, (now - ts).total_seconds()), count)
         self._after_commit(effects, now)
 
     @staticmethod
@@ -500,11 +502,9 @@ class Ingestor:
         Raises:
             IntegrityError: The ledger holds one of them already.
         """
-        ledger = _LedgerInsert.for_dialect(session.get_bind().dialect)
+        ledger = DriverStatement.cached("ledger", session.get_bind().dialect, _ledger_insert)
         with session.begin_nested():  # the savepoint is taken by the next connection()
-            session.connection().exec_driver_sql(
-                ledger.sql, ledger.rows([p.fact for p in facts], now)
-            )
+            ledger.execute(session.connection(), _ledger_rows(ledger, [p.fact for p in facts], now))
 
     def _after_commit(self, effects: StateEffects, now: datetime) -> None:
         """Live events and alerts of a committed batch, then the off-post rule."""

@@ -45,7 +45,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Gauge
 
-from aggregator.ingest import Ingestor, Message
+from aggregator.ingest import Ingestor
 from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions
 from aggregator.settings import AggregatorSettings
 from hallwatch.contract import (
@@ -226,10 +226,9 @@ class MqttIngest:
         """Ingest a batch, retrying twice; True when all of it may be acknowledged."""
         if len(batch) == 1:
             return False  # the single-message path has the full retry schedule
-        messages = [Message(item.topic, item.payload) for item in batch]
         for delay in _RETRY_DELAYS_S[:2]:
             try:
-                self.ingestor.handle_batch(messages)
+                self.ingestor.handle_batch(batch)
                 return True
             except Exception:
                 logger.exception("ingest of a batch of %d messages failed; retrying", len(batch))

@@ -77,7 +77,18 @@ class Aggregator:
     def snapshot(self) -> dict[str, Any]:
         """Everything the stream leaves behind, comparable across aggregators."""
         posts = [
-            (r.post, r.state, r.since, r.last_fact_ts, r.clock_banked_s, r.clock_from)
+            (
+                r.post,
+                r.state,
+                r.since,
+                r.last_fact_ts,
+                r.clock_banked_s,
+                r.clock_from,
+                r.camera,
+                r.source,
+                r.window,
+                r.updated_at,
+            )
             for r in self.state.post_statuses(HALL)
         ]
         devices = [(r.device, r.state, r.since) for r in self.state.device_statuses(HALL)]
@@ -113,9 +124,9 @@ def make(tmp_path: Path) -> Iterator[Any]:
 
 
 def presence(post: str, state: PostState, at: datetime, *, since: datetime | None = None,
-             summary: bool = False) -> PresenceFact:  # fmt: skip
-    body = PresenceBody(camera="c1", post=post, window=post[1:], state=state,
-                        since=since or at, summary=summary)  # fmt: skip
+             summary: bool = False, window: str | None = "") -> PresenceFact:  # fmt: skip
+    body = PresenceBody(camera="c1", post=post, window=post[1:] if window == "" else window,
+                        state=state, since=since or at, summary=summary)  # fmt: skip
     return PresenceFact(hall=HALL, source="edge-1", ts=at, body=body)
 
 
@@ -132,6 +143,7 @@ def stream(seed: int, n: int = 400) -> list[Message]:
     """A hall's messages: presence changes and summaries of four posts, camera outages,
     the edge going offline and back, repeats (redelivery), late facts and garbage."""
     rng = random.Random(seed)
+    windows = random.Random(-seed)  # its own draws: the stream's events stay as they were
     states = dict.fromkeys(POSTS, PostState.ON_POST)
     since = dict.fromkeys(POSTS, T0)
     sent: list[Message] = []
@@ -163,7 +175,10 @@ def stream(seed: int, n: int = 400) -> list[Message]:
                 fact: Fact = presence(post, states[post], at)
             else:
                 late = at - timedelta(seconds=rng.choice([0, 0, 0, 45]))
-                fact = presence(post, states[post], late, since=since[post], summary=True)
+                # a summary that leaves the window out keeps the post's; one renumbered
+                window = windows.choice(["", "", None, f"{post[1:]}b"])
+                fact = presence(post, states[post], late, since=since[post], summary=True,
+                                window=window)  # fmt: skip
             out.append(message(fact))
         sent.append(out[-1])
     return out
@@ -342,3 +357,38 @@ def test_the_worker_keeps_messages_through_a_long_database_outage(
         thread.join(5)
     assert ingestor.stored == [b"f1", b"f2", b"f3", b"f4"]
     assert acks.acked == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [(0.0, 2), (0.05, 7), (0.1, 3), (0.100001, 3), (86400.0, 2), (1e9, 4), (2.5, 1)],
+)
+def test_observe_many_is_observe_repeated(value: float, count: int) -> None:
+    """The fact-lag histogram takes a batch's lags once per distinct time, with a count:
+    the same buckets and sum as one ``observe`` per fact (bounds included: ``le``)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from aggregator.ingest import observe_many
+
+    buckets = (0.1, 0.5, 1, 86400)
+    registry = CollectorRegistry()
+    many = Histogram("many", "m", buckets=buckets, registry=registry)
+    once = Histogram("once", "o", buckets=buckets, registry=registry)
+    observe_many(many, value, count)
+    for _ in range(count):
+        once.observe(value)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name.removeprefix(name), s.labels, s.value)
+            for s in registry.collect()
+            if s.name == name
+            for s in s.samples
+            if not s.name.endswith("_created")
+        ]
+
+    *counts, (name, _, total) = samples("many")
+    *expected_counts, (_, _, expected_total) = samples("once")
+    assert counts == expected_counts
+    assert counts[-1] == ("_count", {}, count)
+    assert (name, total) == ("_sum", pytest.approx(expected_total))

@@ -129,6 +129,44 @@ def _samples(server: VictoriaMetrics, match: str) -> dict[tuple[str, str], list[
 # -- line protocol ------------------------------------------------------------------------
 
 
+_AWKWARD_POINTS = [
+    Point("post_presence", {"hall": "h1", "post": "w1"}, {"on_post": 1, "summary": True}, T0),
+    Point("m", {"b": "2", "a": "1"}, {"z": 1.0, "y": -0.0, "x": 1e16, "w": 2.5e-7}, T0),
+    Point("m,with space", {"k=e y": "v,a=l ue"}, {"f, =": 3}, T0),
+    Point("m", {"t": "ends\\", "u": "", "v": "新\n行\ttab\rcr"}, {"s": 'q"uo\\te'}, T0),
+    Point("m", {"hall": "h"}, {"big": 2**63 - 1, "neg": -5, "no": False}, T0),
+    Point("m", {}, {"nan": float("nan"), "inf": float("-inf"), "ok": 0.1}, T0),
+    Point("m", {"hall": "h"}, {"text": "", "n": 1}, T0),
+    Point("m", {"hall": "h"}, {"nan": float("nan")}, T0),
+]
+
+
+@pytest.mark.parametrize("numeric_only", [False, True])
+@pytest.mark.parametrize("point", _AWKWARD_POINTS, ids=lambda p: str(sorted(p.fields)))
+def test_line_is_what_influxdb_client_writes(point: Point, numeric_only: bool) -> None:
+    """Our formatter (it caches each series' key) against the client library's own."""
+    from influxdb_client import Point as ClientPoint
+    from influxdb_client import WritePrecision
+
+    point = replace(point, id="fact-1")
+    reference = ClientPoint(point.measurement)
+    for name, value in point.tags.items():
+        reference.tag(name, value)
+    for name, value in point.fields.items():
+        if not (numeric_only and isinstance(value, str)):
+            reference.field(name, value)
+    reference.time(point_timestamp_ns(point), WritePrecision.NS)
+    expected = reference.to_line_protocol() or None
+    assert to_line(point, numeric_only=numeric_only) == expected
+    assert to_line(point, numeric_only=numeric_only) == expected  # from the series cache
+
+
+def test_line_refuses_a_field_that_is_no_field_value() -> None:
+    p = Point("m", {"hall": "h"}, {"when": T0}, T0, "f1")  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="'when': datetime is not a field value"):
+        to_line(p)
+
+
 def test_line_is_escaped_and_its_timestamp_is_deterministic() -> None:
     p = Point("rating", {"hall": "h 1", "window": "", "level": "a,b"}, {"s": 'x "y"'}, T0, "f1")
     line = to_line(p)

@@ -48,12 +48,11 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client import Point as LinePoint
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
@@ -92,6 +91,7 @@ def point_timestamp_ns(point: Point) -> int:
         ValueError: The point has no id or a naive time.
 
     Example:
+        >>> from datetime import UTC
         >>> t = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
         >>> p = Point("queue", {"hall": "h1"}, {"waiting": 3}, t, "f1")
         >>> point_timestamp_ns(p) // 1000 == int(t.timestamp()) * 1_000_000
@@ -99,16 +99,71 @@ def point_timestamp_ns(point: Point) -> int:
     """
     if not point.id:
         raise ValueError(f"point of {point.measurement} has no id")
-    if point.time.tzinfo is None:
-        raise ValueError("time-series times must be timezone-aware")
-    delta = point.time.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    micros = to_micros(point.time)  # raises for a naive time
     digest = hashlib.blake2b(point.id.encode(), digest_size=4).digest()
     return micros * 1000 + int.from_bytes(digest, "big") % 1000
 
 
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+"""The line protocol's escapes, as ``influxdb-client``'s ``Point`` applies them."""
+
+_SERIES_KEYS_MAX = 4096
+_series_keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+"""Series keys (measurement and tags, escaped) by measurement and tag items: few series
+(bounded cardinality) carry many points, so each is formatted once."""
+_field_keys: dict[str, str] = {}
+
+
+def _series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,tag=value,…`` escaped, tags sorted, empty values left out."""
+    items = tuple(tags.items())
+    key = (measurement, items)
+    text = _series_keys.get(key)
+    if text is not None:
+        return text
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    for name, value in sorted(items):
+        escaped = str(value).translate(_ESCAPE_KEY)
+        if escaped.endswith("\\"):
+            escaped += " "
+        if name != "" and escaped != "":
+            parts.append(f"{str(name).translate(_ESCAPE_KEY)}={escaped}")
+    text = ",".join(parts)
+    if all(type(value) is str for _, value in items):  # 1 == True: cache text only
+        if len(_series_keys) >= _SERIES_KEYS_MAX:
+            _series_keys.clear()
+        _series_keys[key] = text
+    return text
+
+
+def _field(name: str, value: FieldValue, numeric_only: bool) -> str | None:
+    """``name=value`` in the line protocol, or None when the value is left out."""
+    key = _field_keys.get(name)
+    if key is None:
+        key = name.translate(_ESCAPE_KEY)
+        if len(_field_keys) < _SERIES_KEYS_MAX:
+            _field_keys[name] = key
+    if isinstance(value, bool):
+        return f"{key}={'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"{key}={value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = str(value)
+        return f"{key}={text[:-2] if text.endswith('.0') else text}"
+    if isinstance(value, str):
+        return None if numeric_only else f'{key}="{value.translate(_ESCAPE_STRING)}"'
+    raise ValueError(f"field {name!r}: {type(value).__name__} is not a field value")
+
+
 def to_line(point: Point, *, numeric_only: bool = False) -> str | None:
-    """One point as a line of the line protocol (tags sorted, values escaped).
+    """One point as a line of the line protocol: what ``influxdb-client``'s ``Point``
+    writes for it (tags and fields sorted, values escaped), at a fraction of the cost.
 
     Args:
         point: The point (with an id).
@@ -117,27 +172,25 @@ def to_line(point: Point, *, numeric_only: bool = False) -> str | None:
     Returns:
         The line, or None if no field is left (NaN and infinite values are left out too).
 
+    Raises:
+        ValueError: The point has no id or a naive time, or a field value is not a
+            :data:`~aggregator.store.timeseries.FieldValue`.
+
     Example:
+        >>> from datetime import UTC
         >>> t = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
         >>> print(to_line(Point("rating", {"hall": "h1"}, {"score": 5}, t, "f1")))
         rating,hall=h1 score=5i 1793584800000000569
     """
-    line = LinePoint(point.measurement)
-    for key in sorted(point.tags):
-        if point.tags[key] != "":
-            line.tag(key, point.tags[key])
-    kept = 0
-    for key, value in point.fields.items():
-        if numeric_only and isinstance(value, str):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        line.field(key, value)
-        kept += 1
-    if not kept:
+    fields = [
+        text
+        for name, value in sorted(point.fields.items())
+        if (text := _field(name, value, numeric_only)) is not None
+    ]
+    if not fields:
         return None
-    line.time(point_timestamp_ns(point), WritePrecision.NS)
-    return str(line.to_line_protocol())
+    series = _series_key(point.measurement, point.tags)
+    return f"{series} {','.join(fields)} {point_timestamp_ns(point)}"
 
 
 class LineProtocolStore:
@@ -327,9 +380,10 @@ class LineProtocolStore:
     def _send(self, batch: list[str]) -> None:
         delay = self.backoff_initial_s
         failures = 0
+        body = "\n".join(batch)  # one record: the client serialises a list line by line
         while True:
             try:
-                self._write_api.write(self.bucket, self.org or "-", batch, write_precision=_NS)
+                self._write_api.write(self.bucket, self.org or "-", body, write_precision=_NS)
             except ApiException as exc:
                 if exc.status in _DROP_STATUSES:
                     self.dropped += len(batch)

@@ -1,0 +1,101 @@
+"""Statements compiled once per database dialect and run through the driver's executemany.
+
+The ingest writes a batch's rows of two hot statements (the dedup ledger's INSERT, the
+posts' repeated presence) hundreds at a time. Through SQLAlchemy's compiled-statement or
+ORM path each row costs more Python than the rest of a presence fact's state work;
+:class:`DriverStatement` compiles a Core statement once for a dialect and hands its rows
+to the DB-API ``executemany`` (``Connection.exec_driver_sql``), with values converted by
+the columns' own bind processors (the same conversions SQLAlchemy applies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+Converter = Callable[[Any], Any]
+
+
+class DriverStatement:
+    """A Core statement as the database driver takes it, for one dialect.
+
+    Args:
+        statement: The statement, with bind parameters named ``names``.
+        names: The order in which callers give each row's values.
+        types: The type of each named value whose bind processor converts it (times).
+        dialect: The database dialect (and driver) to compile for.
+
+    Raises:
+        RuntimeError: The compiled statement's parameters are not ``names``.
+
+    Example:
+        >>> from sqlalchemy import column, insert, table
+        >>> from sqlalchemy.dialects import sqlite
+        >>> t = table("t", column("a"), column("b"))
+        >>> s = DriverStatement(insert(t), ("b", "a"), {}, sqlite.dialect())
+        >>> s.sql, s.parameters([("B", "A")])
+        ('INSERT INTO t (a, b) VALUES (?, ?)', [('A', 'B')])
+    """
+
+    _cache: ClassVar[dict[tuple[str, str], DriverStatement]] = {}
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        names: Sequence[str],
+        types: dict[str, TypeEngine[Any]],
+        dialect: Dialect,
+    ) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        self.names = tuple(names)
+        self.positional = compiled.positional
+        order = tuple(compiled.positiontup or ()) if self.positional else self.names
+        if sorted(order) != sorted(self.names):
+            raise RuntimeError(f"statement parameters {order} are not {self.names}")
+        self._positions = [self.names.index(name) for name in order]
+        self._reorder = self.positional and order != self.names
+        self._converters: dict[str, Converter | None] = {
+            name: type_.dialect_impl(dialect).bind_processor(dialect)
+            for name, type_ in types.items()
+        }
+
+    @classmethod
+    def cached(
+        cls, key: str, dialect: Dialect, build: Callable[[Dialect], DriverStatement]
+    ) -> DriverStatement:
+        """The statement ``key`` for ``dialect`` (built by ``build`` once per dialect and
+        driver)."""
+        cache_key = (key, f"{dialect.name}+{dialect.driver}")
+        found = cls._cache.get(cache_key)
+        if found is None:
+            found = cls._cache[cache_key] = build(dialect)
+        return found
+
+    def converter(self, name: str) -> Converter:
+        """The bind conversion of the value ``name`` (identity for a type without one)."""
+        convert = self._converters.get(name)
+        return convert if convert is not None else _identity
+
+    def parameters(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The driver's parameters for ``rows`` (values in :attr:`names` order)."""
+        if not self.positional:
+            return [dict(zip(self.names, row, strict=True)) for row in rows]
+        if self._reorder:
+            return [tuple(row[i] for i in self._positions) for row in rows]
+        return list(rows)
+
+    def execute(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run the statement once per row, in one ``executemany``."""
+        if rows:
+            connection.exec_driver_sql(self.sql, self.parameters(rows))
+
+
+def _identity(value: Any) -> Any:
+    return value
