@@ -215,7 +215,7 @@ class FactState:
         to_ts = statement.converter("v_last_fact_ts")
         to_at = statement.converter("v_updated_at")
         rows = []
-        for (hall, post), seen in effects.seen.items():
+        for (hall, post), seen in sorted(effects.seen.items()):  # rows locked in key order
             row = effects.rows[(PostStatus, (hall, post))]
             window = seen.window if seen.window is not None else row.window
             values = (seen.camera, seen.source, window, seen.ts, seen.at)

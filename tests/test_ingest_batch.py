@@ -392,3 +392,19 @@ def test_observe_many_is_observe_repeated(value: float, count: int) -> None:
     assert counts == expected_counts
     assert counts[-1] == ("_count", {}, count)
     assert (name, total) == ("_sum", pytest.approx(expected_total))
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql"])
+def test_driver_statement_refuses_parameters_the_rows_do_not_carry(dialect_name: str) -> None:
+    """A statement with a bound value the caller's rows do not give fails when it is
+    built, on positional (SQLite) and named (psycopg) drivers alike."""
+    from sqlalchemy import column, insert, literal, table
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from aggregator.store.driver_sql import DriverStatement
+
+    dialect = sqlite.dialect() if dialect_name == "sqlite" else postgresql.dialect()
+    t = table("t", column("a"), column("b"))
+    DriverStatement(insert(t), ("b", "a"), {}, dialect)
+    with pytest.raises(RuntimeError, match="statement parameters"):
+        DriverStatement(insert(t).values(a=literal(1)), ("b", "a"), {}, dialect)

@@ -57,8 +57,9 @@ class DriverStatement:
         self.names = tuple(names)
         self.positional = compiled.positional
         order = tuple(compiled.positiontup or ()) if self.positional else self.names
-        if sorted(order) != sorted(self.names):
-            raise RuntimeError(f"statement parameters {order} are not {self.names}")
+        found = order if self.positional else tuple(compiled.binds)
+        if sorted(found) != sorted(self.names):
+            raise RuntimeError(f"statement parameters {found} are not {self.names}")
         self._positions = [self.names.index(name) for name in order]
         self._reorder = self.positional and order != self.names
         self._converters: dict[str, Converter | None] = {
