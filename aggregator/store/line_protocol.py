@@ -56,7 +56,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from aggregator.store.points import to_micros
+from aggregator.store.points import SeriesTextCache, to_micros
 from aggregator.store.series_reads import (
     flux_string,
     flux_time,
@@ -111,33 +111,24 @@ _ESCAPE_KEY = str.maketrans(
 _ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 """The line protocol's escapes, as ``influxdb-client``'s ``Point`` applies them."""
 
-_SERIES_KEYS_MAX = 4096
-_series_keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-"""Series keys (measurement and tags, escaped) by measurement and tag items: few series
-(bounded cardinality) carry many points, so each is formatted once."""
+_FIELD_KEYS_MAX = 4096
 _field_keys: dict[str, str] = {}
 
 
-def _series_key(measurement: str, tags: Mapping[str, str]) -> str:
+def _format_series_key(measurement: str, tags: Mapping[str, str]) -> str:
     """``measurement,tag=value,…`` escaped, tags sorted, empty values left out."""
-    items = tuple(tags.items())
-    key = (measurement, items)
-    text = _series_keys.get(key)
-    if text is not None:
-        return text
     parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
-    for name, value in sorted(items):
+    for name, value in sorted(tags.items()):
         escaped = str(value).translate(_ESCAPE_KEY)
         if escaped.endswith("\\"):
             escaped += " "
         if name != "" and escaped != "":
             parts.append(f"{str(name).translate(_ESCAPE_KEY)}={escaped}")
-    text = ",".join(parts)
-    if all(type(value) is str for _, value in items):  # 1 == True: cache text only
-        if len(_series_keys) >= _SERIES_KEYS_MAX:
-            _series_keys.clear()
-        _series_keys[key] = text
-    return text
+    return ",".join(parts)
+
+
+_series_key = SeriesTextCache(_format_series_key)
+"""Series keys, formatted once per series."""
 
 
 def _field(name: str, value: FieldValue, numeric_only: bool) -> str | None:
@@ -145,7 +136,7 @@ def _field(name: str, value: FieldValue, numeric_only: bool) -> str | None:
     key = _field_keys.get(name)
     if key is None:
         key = name.translate(_ESCAPE_KEY)
-        if len(_field_keys) < _SERIES_KEYS_MAX:
+        if len(_field_keys) < _FIELD_KEYS_MAX:
             _field_keys[name] = key
     if isinstance(value, bool):
         return f"{key}={'true' if value else 'false'}"

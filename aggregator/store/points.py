@@ -15,7 +15,7 @@ columnar read of its own).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -219,6 +219,36 @@ def series_columns(
     if isinstance(store, ColumnarSeriesStore):
         return store.read_columns(measurement, hall=hall, start=start, end=end, tags=tags)
     return columns_via_query(store, measurement, hall=hall, start=start, end=end, tags=tags)
+
+
+class SeriesTextCache:
+    """Text a store makes of a series (a measurement and its tag set), made once per
+    series: series are few (bounded cardinality) and carry many points.
+
+    Bounded: cleared when ``limit`` series are held. Only tag sets of strings are kept
+    (``1 == True``: a number's text could otherwise stand for a boolean's).
+
+    >>> texts = SeriesTextCache(lambda m, tags: f"{m}{sorted(tags.items())}")
+    >>> texts("queue", {"hall": "h1"})
+    "queue[('hall', 'h1')]"
+    """
+
+    def __init__(self, make: Callable[[str, Mapping[str, str]], str], limit: int = 4096) -> None:
+        self._make = make
+        self._limit = limit
+        self._texts: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def __call__(self, measurement: str, tags: Mapping[str, str]) -> str:
+        """The text of the series (made now if it is not held)."""
+        key = (measurement, tuple(tags.items()))
+        text = self._texts.get(key)
+        if text is None:
+            text = self._make(measurement, tags)
+            if all(type(value) is str for value in tags.values()):
+                if len(self._texts) >= self._limit:
+                    self._texts.clear()
+                self._texts[key] = text
+        return text
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

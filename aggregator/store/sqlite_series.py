@@ -36,6 +36,7 @@ import pyarrow.json as pa_json
 from aggregator.store.points import (
     Point,
     PointColumns,
+    SeriesTextCache,
     from_micros,
     tag_text,
     to_micros,
@@ -121,21 +122,10 @@ class SqliteTimeSeriesStore:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             _ensure_schema(self._conn, path)
-        self._tag_texts: dict[tuple[tuple[str, object], ...], str] = {}
+        self._tags_text = SeriesTextCache(lambda _measurement, tags: _to_json(tags))
+        """The JSON of a series' tag set."""
         self._series_ids: dict[tuple[str, str], int] = {}
         self._series_tags: dict[int, dict[str, str]] = {}
-
-    def _tags_text(self, tags: Mapping[str, str]) -> str:
-        """The JSON of a tag set, cached: tag sets are few (bounded cardinality)."""
-        key = tuple(tags.items())
-        text = self._tag_texts.get(key)
-        if text is None:
-            text = _to_json(tags)
-            if all(type(v) is str for v in tags.values()):  # 1 == True: cache text only
-                if len(self._tag_texts) >= 4096:
-                    self._tag_texts.clear()
-                self._tag_texts[key] = text
-        return text
 
     def _series_of(self, keys: set[tuple[str, str]]) -> None:
         """Register (measurement, tags JSON) series not cached yet (lock held)."""
@@ -179,7 +169,7 @@ class SqliteTimeSeriesStore:
             us = micros.get(p.time)
             if us is None:
                 us = micros[p.time] = to_micros(p.time)
-            staged.append((p, us, self._tags_text(p.tags)))
+            staged.append((p, us, self._tags_text(p.measurement, p.tags)))
         if not staged:
             return
         with self._lock:
