@@ -82,9 +82,10 @@ def _post_seen_update(dialect: Dialect) -> DriverStatement:
     return DriverStatement(statement, names, types, dialect)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Seen:
-    """The newest presence fact of a post that repeated its state (not yet on the row)."""
+    """The newest presence fact of a post that repeated its state (not yet on the row; not
+    frozen: see :class:`~aggregator.store.points.Point`)."""
 
     ts: datetime
     camera: str
@@ -166,11 +167,16 @@ class FactState:
     @staticmethod
     def preload(session: Session, facts: Sequence[Fact], effects: StateEffects) -> None:
         """Load, in one query per kind, the post and device rows ``facts`` will update."""
-        post_halls = {f.hall for f in facts if isinstance(f, PresenceFact)}
+        post_halls: set[str] = set()
+        device_halls: set[str] = set()
+        for fact in facts:  # one pass: most facts of a batch are presence
+            if isinstance(fact, PresenceFact):
+                post_halls.add(fact.hall)
+            elif isinstance(fact, DeviceFact):
+                device_halls.add(fact.hall)
         if post_halls:
             for post in session.scalars(select(PostStatus).where(PostStatus.hall.in_(post_halls))):
                 effects.keep(post, (post.hall, post.post))
-        device_halls = {f.hall for f in facts if isinstance(f, DeviceFact)}
         if device_halls:
             query = select(DeviceStatus).where(DeviceStatus.hall.in_(device_halls))
             for device in session.scalars(query):

@@ -205,9 +205,10 @@ class Message:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
-    """A valid fact of a batch: its place in the batch, its message, the fact."""
+    """A valid fact of a batch: its place in the batch, its message, the fact (not frozen:
+    see :class:`~aggregator.store.points.Point`)."""
 
     index: int
     message: Incoming

@@ -16,7 +16,9 @@ their last, each in its own run on the same broker:
    reader, acknowledging each read at once): what the broker and the wire can deliver;
 3. the aggregator's ingest (``MqttIngest`` → ``Ingestor``: validate, dedup ledger,
    time-series points, post state, off-post rule) on SQLite state + the embedded SQLite
-   time-series store;
+   time-series store, with the garbage collector tuned as the ``hallwatch aggregator``
+   process tunes it (``aggregator/runtime.py``; the bare subscribers keep Python's
+   defaults, as a plain client script would);
 4. the same with the time series in a real VictoriaMetrics (``LineProtocolStore``).
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
@@ -50,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from aggregator.ingest import Ingestor  # noqa: E402
 from aggregator.mqtt_ingest import MqttIngest  # noqa: E402
 from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions  # noqa: E402
+from aggregator.runtime import restore_gc, tune_gc  # noqa: E402
 from aggregator.settings import AggregatorSettings  # noqa: E402
 from aggregator.store.line_protocol import LineProtocolStore  # noqa: E402
 from aggregator.store.state import StateStore  # noqa: E402
@@ -179,8 +182,21 @@ def bare_wire_subscriber(port: int, messages: list[bytes]) -> float:
     return got / (last - first) if last > first else 0.0
 
 
+class _TimedIngest(MqttIngest):
+    """The aggregator's MQTT ingest, noting when the first message arrives."""
+
+    first: float | None = None
+
+    def _received(self, messages: list[Received]) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        super()._received(messages)
+
+
 def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, db: Path) -> float:
-    """Facts per second the aggregator's ingest drains from a queued backlog."""
+    """Facts per second the aggregator's ingest drains from a queued backlog, from the
+    first message received to the last one stored (as the bare subscribers are timed), in
+    a process tuned as ``hallwatch aggregator`` tunes its own (``aggregator/runtime.py``)."""
     settings = AggregatorSettings(
         database_url=f"sqlite:///{db}",
         mqtt_host="127.0.0.1",
@@ -198,16 +214,21 @@ def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, d
     time.sleep(0.5)
     ingest.stop()  # subscribed with a kept session: the broker queues what comes next
     publish(port, messages)
-    ingest = MqttIngest(settings, ingestor)
-    started = time.perf_counter()
-    ingest.start()
-    while ingest.handled < len(messages) and time.perf_counter() - started < 600:
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    handled = ingest.handled
-    ingest.stop()
+    timed = _TimedIngest(settings, ingestor)
+    tuning = tune_gc(settings.gc_young_threshold)
+    try:
+        started = time.perf_counter()
+        timed.start()
+        while timed.handled < len(messages) and time.perf_counter() - started < 600:
+            time.sleep(0.001)
+        finished = time.perf_counter()
+    finally:
+        restore_gc(tuning)
+    handled = timed.handled
+    timed.stop()
     series.close()
     state.dispose()
+    elapsed = finished - (timed.first or started)
     return handled / elapsed if elapsed > 0 else 0.0
 
 

@@ -60,6 +60,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
 
 def _cmd_aggregator(args: argparse.Namespace) -> int:
+    from aggregator.runtime import tune_gc
     from aggregator.service import AggregatorService, NoUsersError
     from aggregator.settings import settings_for
 
@@ -71,6 +72,7 @@ def _cmd_aggregator(args: argparse.Namespace) -> int:
     except NoUsersError as exc:
         print(f"hallwatch aggregator: {exc}", file=sys.stderr)
         return 2
+    tune_gc(settings.gc_young_threshold)  # once the process is built: see runtime.py
     service.start()
     print(f"HallWatch aggregator: {service.url}", flush=True)
     _wait_for_signal()

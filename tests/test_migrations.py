@@ -22,6 +22,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, Table, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from aggregator.store import migrate
 from aggregator.store.migrate import (
@@ -180,8 +181,16 @@ def baseline_tables() -> list[Table]:
     return [t for name, t in Base.metadata.tables.items() if name in baseline_schema()]
 
 
+def create_pre_migration_schema(engine: Engine, tables: list[Table] | None = None) -> None:
+    """What ``StateStore.create_all`` made before migrations: today's models of those
+    tables, with the ledger's ``hall`` index of that time (dropped by revision 0007)."""
+    Base.metadata.create_all(engine, tables=baseline_tables() if tables is None else tables)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_seen_facts_hall ON seen_facts (hall)"))
+
+
 def test_pre_migration_database_is_stamped_and_kept(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=baseline_tables())  # create_all before migrations
+    create_pre_migration_schema(engine)  # create_all before migrations
     t0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(
@@ -205,7 +214,7 @@ def test_pre_migration_database_is_stamped_and_kept(engine: Engine) -> None:
 def test_mismatching_pre_migration_database_is_refused_untouched(engine: Engine) -> None:
     # An older create_all: no evidence table, post_status without evidence_id.
     old = [t for t in baseline_tables() if t.name != "evidence"]
-    Base.metadata.create_all(engine, tables=old)
+    create_pre_migration_schema(engine, old)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE post_status DROP COLUMN evidence_id"))
     before = schema_outline_of(engine)
@@ -221,7 +230,7 @@ def test_mismatching_pre_migration_database_is_refused_untouched(engine: Engine)
 
 
 def test_unknown_index_on_a_pre_migration_database_is_a_mismatch(engine: Engine) -> None:
-    Base.metadata.create_all(engine, tables=baseline_tables())
+    create_pre_migration_schema(engine)
     with engine.begin() as conn:
         conn.execute(text("CREATE INDEX my_own_index ON alerts (message)"))
     with pytest.raises(SchemaMismatchError, match="unexpected index my_own_index"):
@@ -240,6 +249,31 @@ def test_other_applications_tables_are_ignored(engine: Engine) -> None:
 def schema_outline_of(engine: Engine) -> dict[str, tuple[str, ...]]:
     with engine.connect() as conn:
         return schema_outline(conn)
+
+
+def test_ledger_rows_are_kept_when_the_ledger_becomes_one_tree(engine: Engine) -> None:
+    upgrade(engine, "0006")
+    rows = [
+        {"id": f"F{i:03d}", "hall": "h1", "kind": "presence", "ts": datetime(2026, 11, 2, 1, i,
+         tzinfo=UTC), "received_at": datetime(2026, 11, 2, 2, tzinfo=UTC)}
+        for i in range(3)
+    ]  # fmt: skip
+    ledger = target_metadata().tables["seen_facts"]
+    with engine.begin() as conn:
+        conn.execute(ledger.insert(), rows)
+    assert "ix_seen_facts_hall" in index_definitions(engine)
+
+    upgrade(engine)
+    assert "ix_seen_facts_hall" not in index_definitions(engine)
+    assert diffs(engine) == []
+    with engine.connect() as conn:
+        kept = conn.execute(ledger.select().order_by(ledger.c.id)).mappings().all()
+        assert [dict(r) for r in kept] == rows
+        if engine.dialect.name == "sqlite":
+            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'seen_facts'"))
+            assert "WITHOUT ROWID" in ddl.scalar_one()
+        with pytest.raises(IntegrityError):  # still the dedup key
+            conn.execute(ledger.insert(), rows[:1])
 
 
 # -- Alembic's own commands through the packaged env.py ------------------------------------

@@ -49,9 +49,13 @@ class ProtocolError(Exception):
     """The broker sent something this client cannot read (the connection is dropped)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
-    """A PUBLISH received: topic, payload, packet id (0 at QoS 0), QoS, retain flag."""
+    """A PUBLISH received: topic, payload, packet id (0 at QoS 0), QoS, retain flag.
+
+    Not frozen, read-only by convention: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__`` (~1.3 µs more), and one is made per fact.
+    """
 
     topic: str
     payload: bytes

@@ -108,9 +108,13 @@ class WireOptions:
     receive_maximum: int = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
-    """A message as handed to the owner: what to acknowledge it with, and when it came."""
+    """A message as handed to the owner: what to acknowledge it with, and when it came.
+
+    Not frozen, read-only by convention: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__`` (~1.3 µs more), and one is made per fact.
+    """
 
     topic: str
     payload: bytes

@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 FieldValue = float | int | str | bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Point:
-    """One time-series point.
+    """One time-series point (not frozen, read-only by convention: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``, ~1.3 µs more, and one is
+    made per fact).
 
     Attributes:
         measurement: Measurement name, e.g. ``post_presence``.

@@ -94,12 +94,17 @@ class Base(DeclarativeBase):
 
 
 class SeenFact(Base):
-    """The dedup ledger: one row per fact id ever ingested."""
+    """The dedup ledger: one row per fact id ever ingested.
+
+    One B-tree: clustered by id on SQLite (``WITHOUT ROWID``), no secondary index (every
+    fact inserts a row; migration 0007).
+    """
 
     __tablename__ = "seen_facts"
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    hall: Mapped[str] = mapped_column(String(64), index=True)
+    hall: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     ts: Mapped[datetime]
     received_at: Mapped[datetime]
