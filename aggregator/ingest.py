@@ -215,6 +215,32 @@ class _Pending:
     fact: Fact
 
 
+_TOPICS_MAX = 4096
+"""Topics whose names :class:`Ingestor` remembers (emptied when full)."""
+
+
+@dataclass(slots=True)
+class _TopicName:
+    """What a topic names: a hall ("": not a fact or status topic) and a fact kind (None:
+    the edge's status)."""
+
+    hall: str
+    kind: str | None
+
+
+def _name_of_topic(topic: str) -> _TopicName:
+    """The hall and kind a topic names (remembered per topic: a hall's topics are few)."""
+    parts = topic.split("/")
+    hall = hall_of_topic(topic)
+    if hall is None or len(parts) != 5:
+        return _TopicName("", None)
+    if parts[3:] == ["edge", "status"]:
+        return _TopicName(hall, None)
+    if parts[3] != "facts":
+        return _TopicName("", None)
+    return _TopicName(hall, parts[4])
+
+
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
 """Envelope fields the contract defaults but every received fact must carry."""
 
@@ -261,6 +287,7 @@ class Ingestor:
         self.zones = zones
         self.clock = clock
         self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
+        self._topics: dict[str, _TopicName] = {}
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
         """Ingest one message (a batch of one: see :meth:`handle_batch`).
@@ -356,13 +383,18 @@ class Ingestor:
         Raises:
             _RejectError: The message is malformed or not for a configured hall.
         """
-        parts = topic.split("/")
-        hall = hall_of_topic(topic)
-        if hall is None or len(parts) != 5:
+        named = self._topics.get(topic)
+        if named is None:
+            named = _name_of_topic(topic)
+            if len(self._topics) >= _TOPICS_MAX:
+                self._topics.clear()
+            self._topics[topic] = named
+        if not named.hall:
             raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
+        hall = named.hall
         if hall not in self.halls:
             raise _RejectError("unknown_hall", f"unknown hall {hall!r} (not configured)")
-        if parts[3:] == ["edge", "status"]:
+        if named.kind is None:
             try:
                 status = parse_edge_status(payload)
             except ContractError as exc:
@@ -372,8 +404,6 @@ class Ingestor:
                     "topic_mismatch", f"payload hall {status.hall!r} != topic hall {hall!r}"
                 )
             return status
-        if parts[3] != "facts":
-            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
         try:
             fact = parse_fact(payload)
         except ContractError as exc:
@@ -388,9 +418,10 @@ class Ingestor:
             raise _RejectError(
                 "topic_mismatch", f"payload hall {fact.hall!r} != topic hall {hall!r}"
             )
-        if fact.kind.value != parts[4]:
+        if fact.kind != named.kind:  # a StrEnum: equal to its text
             raise _RejectError(
-                "topic_mismatch", f"payload kind {fact.kind.value!r} != topic kind {parts[4]!r}"
+                "topic_mismatch",
+                f"payload kind {fact.kind.value!r} != topic kind {named.kind!r}",
             )
         return fact
 

@@ -197,6 +197,18 @@ def test_malformed_message_is_dead_lettered(
     assert ingestor.state.seen_count(HALL) == 1
 
 
+@pytest.mark.parametrize(
+    "case", ["foreign-topic", "unknown-hall", "topic-hall-mismatch", "topic-kind-mismatch"]
+)
+def test_a_topic_is_judged_alike_every_time(ingestor: Ingestor, case: str) -> None:
+    # the ingestor remembers what each topic names: the second message takes that path
+    topic, payload, reason = MALFORMED[case]
+    assert [ingestor.handle(topic, payload) for _ in range(2)] == [IngestOutcome.DEAD_LETTERED] * 2
+    assert [reason in letter.reason for letter in ingestor.state.dead_letters()] == [True] * 2
+    assert ingestor.handle(PRESENCE_TOPIC, encode(presence())) is IngestOutcome.STORED
+    assert ingestor.handle(PRESENCE_TOPIC, encode(presence())) is IngestOutcome.STORED
+
+
 def test_dead_letter_payload_is_truncated(ingestor: Ingestor) -> None:
     payload = b"x" * (DEAD_LETTER_MAX_PAYLOAD * 2)
     assert ingestor.handle(PRESENCE_TOPIC, payload) is IngestOutcome.DEAD_LETTERED
