@@ -219,26 +219,28 @@ _TOPICS_MAX = 4096
 """Topics whose names :class:`Ingestor` remembers (emptied when full)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _TopicName:
-    """What a topic names: a hall ("": not a fact or status topic) and a fact kind (None:
-    the edge's status)."""
+    """What a topic names, read once per topic.
 
-    hall: str
-    kind: str | None
+    Attributes:
+        hall: The hall (None: not a HallWatch topic of five levels).
+        section: ``facts``, ``edge`` (with kind ``status``) or anything else (refused).
+        kind: The last level: the fact kind, or ``status``.
+    """
+
+    hall: str | None
+    section: str
+    kind: str
 
 
 def _name_of_topic(topic: str) -> _TopicName:
-    """The hall and kind a topic names (remembered per topic: a hall's topics are few)."""
+    """The hall, section and kind of a topic."""
     parts = topic.split("/")
     hall = hall_of_topic(topic)
     if hall is None or len(parts) != 5:
-        return _TopicName("", None)
-    if parts[3:] == ["edge", "status"]:
-        return _TopicName(hall, None)
-    if parts[3] != "facts":
-        return _TopicName("", None)
-    return _TopicName(hall, parts[4])
+        return _TopicName(None, "", "")
+    return _TopicName(hall, parts[3], parts[4])
 
 
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
@@ -389,12 +391,12 @@ class Ingestor:
             if len(self._topics) >= _TOPICS_MAX:
                 self._topics.clear()
             self._topics[topic] = named
-        if not named.hall:
-            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
         hall = named.hall
+        if hall is None:
+            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
         if hall not in self.halls:
             raise _RejectError("unknown_hall", f"unknown hall {hall!r} (not configured)")
-        if named.kind is None:
+        if named.section == "edge" and named.kind == "status":
             try:
                 status = parse_edge_status(payload)
             except ContractError as exc:
@@ -404,6 +406,8 @@ class Ingestor:
                     "topic_mismatch", f"payload hall {status.hall!r} != topic hall {hall!r}"
                 )
             return status
+        if named.section != "facts":
+            raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")
         try:
             fact = parse_fact(payload)
         except ContractError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from aggregator import ingest as ingest_module
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.ingest import Ingestor, IngestOutcome
 from aggregator.store.state import DEAD_LETTER_MAX_PAYLOAD, StateStore
@@ -198,8 +199,10 @@ def test_malformed_message_is_dead_lettered(
 
 
 @pytest.mark.parametrize(
-    "case", ["foreign-topic", "unknown-hall", "topic-hall-mismatch", "topic-kind-mismatch"]
-)
+    "case",
+    ["foreign-topic", "unknown-hall", "topic-hall-mismatch", "topic-kind-mismatch",
+     "bad-edge-status"],
+)  # fmt: skip
 def test_a_topic_is_judged_alike_every_time(ingestor: Ingestor, case: str) -> None:
     # the ingestor remembers what each topic names: the second message takes that path
     topic, payload, reason = MALFORMED[case]
@@ -207,6 +210,34 @@ def test_a_topic_is_judged_alike_every_time(ingestor: Ingestor, case: str) -> No
     assert [reason in letter.reason for letter in ingestor.state.dead_letters()] == [True] * 2
     assert ingestor.handle(PRESENCE_TOPIC, encode(presence())) is IngestOutcome.STORED
     assert ingestor.handle(PRESENCE_TOPIC, encode(presence())) is IngestOutcome.STORED
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [("hallwatch/v1//facts/presence", "unknown hall ''"),
+     ("hallwatch/v1/h-nowhere/other/presence", "unknown hall 'h-nowhere'"),
+     (f"hallwatch/v1/{HALL}/other/presence", "not a fact or status topic"),
+     (f"hallwatch/v1/{HALL}/edge/gossip", "not a fact or status topic"),
+     (f"hallwatch/v1/{HALL}/facts", "not a fact or status topic")],
+)  # fmt: skip
+def test_a_topics_hall_is_judged_before_its_kind(
+    ingestor: Ingestor, topic: str, reason: str
+) -> None:
+    assert ingestor.handle(topic, encode(presence())) is IngestOutcome.DEAD_LETTERED
+    (letter,) = ingestor.state.dead_letters()
+    assert reason in letter.reason
+
+
+def test_the_topics_remembered_are_bounded(
+    ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "_TOPICS_MAX", 3)
+    for i in range(5):
+        topic = fact_topic(f"h-nowhere-{i}", "presence")
+        assert ingestor.handle(topic, b"{}") is IngestOutcome.DEAD_LETTERED
+        assert len(ingestor._topics) <= 3
+    assert ingestor.handle(PRESENCE_TOPIC, encode(presence())) is IngestOutcome.STORED
+    assert PRESENCE_TOPIC in ingestor._topics
 
 
 def test_dead_letter_payload_is_truncated(ingestor: Ingestor) -> None:

@@ -275,6 +275,18 @@ def test_ledger_rows_are_kept_when_the_ledger_becomes_one_tree(engine: Engine) -
         with pytest.raises(IntegrityError):  # still the dedup key
             conn.execute(ledger.insert(), rows[:1])
 
+    with engine.begin() as conn:  # and back
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert "ix_seen_facts_hall" in index_definitions(engine)
+    with engine.connect() as conn:
+        kept = conn.execute(ledger.select().order_by(ledger.c.id)).mappings().all()
+        assert [dict(r) for r in kept] == rows
+        if engine.dialect.name == "sqlite":
+            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'seen_facts'"))
+            assert "WITHOUT ROWID" not in ddl.scalar_one()
+
 
 # -- Alembic's own commands through the packaged env.py ------------------------------------
 
@@ -308,6 +320,17 @@ def test_offline_sql_for_postgresql_keeps_the_partial_indexes() -> None:
     assert "jpeg BYTEA NOT NULL" in sql and "start TIMESTAMP WITH TIME ZONE NOT NULL" in sql
     assert f"INSERT INTO alembic_version (version_num) VALUES ('{BASELINE_REVISION}')" in sql
     assert f"SET version_num='{head_revision()}'" in sql
+
+
+def test_offline_sql_for_sqlite_rebuilds_the_ledger() -> None:
+    out = io.StringIO()
+    config = alembic_config("sqlite:////nowhere/hallwatch.sqlite")
+    config.output_buffer = out
+    command.upgrade(config, "head", sql=True)  # batch mode, without a database to reflect
+    sql = " ".join(out.getvalue().split())
+    assert "DROP INDEX ix_seen_facts_hall" in sql
+    assert "CONSTRAINT pk_seen_facts PRIMARY KEY (id) ) WITHOUT ROWID" in sql
+    assert "INSERT INTO _alembic_tmp_seen_facts (id, hall, kind, ts, received_at) SELECT" in sql
 
 
 def test_command_line_upgrade_and_current(

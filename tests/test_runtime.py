@@ -34,6 +34,7 @@ def test_a_batch_worth_of_objects_is_not_collected_once_tuned() -> None:
 
     tuning = tune_gc(20_000)
     assert tuning is not None and tuning.frozen > 0 and gc.get_freeze_count() == tuning.frozen
+    assert tuning.frozen_before == 0
     assert gc.get_threshold()[0] == 20_000
     before = _young_collections()
     held = [{"fact": i} for i in range(batch)]
@@ -43,6 +44,16 @@ def test_a_batch_worth_of_objects_is_not_collected_once_tuned() -> None:
     restore_gc(tuning)
     assert gc.get_threshold() == tuning.thresholds
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("collector")
+def test_what_was_frozen_before_stays_frozen() -> None:
+    gc.freeze()  # someone else's
+    theirs = gc.get_freeze_count()
+    tuning = tune_gc(20_000)
+    assert tuning is not None and tuning.frozen_before == theirs
+    restore_gc(tuning)
+    assert gc.get_freeze_count() >= theirs and gc.get_threshold() == tuning.thresholds
 
 
 @pytest.mark.usefixtures("collector")
