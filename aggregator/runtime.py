@@ -3,12 +3,12 @@
 Ingest allocates some sixteen tracked objects per fact (the validated model, its point,
 ledger and state rows) that live until their batch is stored. With Python's default
 young-generation threshold (700 allocations net of frees) a batch of 500 facts (~8,000
-such objects) runs
-through dozens of collections; its objects survive them, are promoted, and are scanned
-again in the older generations, together with everything the process loaded at start
-(SQLAlchemy's, pydantic's and FastAPI's hundreds of thousands of objects). That cost is in
-memory traffic, not instructions: it made ingest about 30 % slower in wall time
-(``benchmarks/ingest.py``: 10.7–13.7k facts/s before, 14.5–18.1k after, this 2-core VM).
+such objects) runs through dozens of collections; its objects survive them, are promoted,
+and are scanned again in the older generations, together with everything the process
+loaded at start (SQLAlchemy's, pydantic's and FastAPI's hundreds of thousands of objects).
+That cost is in memory traffic, not instructions (callgrind sees ~1 %): tuning the
+collector as below made the whole ingest 13–29 % faster in paired runs of
+``benchmarks/ingest.py`` on the 2-core test machine.
 
 :func:`tune_gc` is what the ``hallwatch aggregator`` process does once it is built:
 
