@@ -15,7 +15,12 @@
 
 Messages are acknowledged manually: the subscriber's thread only enqueues what each read
 brought; one worker thread takes what is queued (up to ``ingest_batch_max`` messages),
-runs :meth:`Ingestor.handle_batch` on it and sends the PUBACKs *after* the batch is stored.
+runs :meth:`Ingestor.handle_batch` on it and sends the PUBACKs *after* the batch is stored:
+its state committed and, with ``series_ack_when_written`` and a time-series server fed
+through a queue (:class:`~aggregator.store.points.QueuedSeriesStore`), its points on that
+server — then a process that stops while that server is down loses no point (the broker
+delivers those facts again, the ledger drops them as duplicates, their points are written
+again), at the price of ingest, and alerts, stopping with the server.
 A crash before that leaves the messages unacknowledged and the broker redelivers them; the
 ingestor's dedup drops what was in fact stored. A batch that keeps failing is retried
 message by message, so one message the database refuses is dead-lettered alone. The
@@ -48,6 +53,7 @@ from prometheus_client import Gauge
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions
 from aggregator.settings import AggregatorSettings
+from aggregator.store.points import QueuedSeriesStore
 from hallwatch.contract import (
     EDGE_STATUS_FILTER,
     FACTS_FILTER,
@@ -82,7 +88,14 @@ class MqttIngest:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.handled = 0
-        """Messages this client has passed to the ingestor (and acknowledged)."""
+        """Messages this client has ingested and acknowledged."""
+        series = ingestor.series
+        self._queued_series: QueuedSeriesStore | None = None
+        """The series store whose writes acknowledgements wait for (None: they do not)."""
+        if settings.series_ack_when_written and isinstance(series, QueuedSeriesStore):
+            self._queued_series = series
+        self._unwritten: deque[tuple[int, list[Received]]] = deque()
+        """Ingested batches whose points the series store still holds, with its mark."""
         tls = None
         if settings.mqtt_tls:
             ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
@@ -170,6 +183,7 @@ class MqttIngest:
         finally:
             self.client.loop_stop()
         self._queue.clear()
+        self._unwritten.clear()  # unacknowledged: the broker delivers them again
         CONNECTED.set(0)
 
     # -- the subscriber's callbacks (network thread: only enqueue) -------------------------
@@ -196,10 +210,11 @@ class MqttIngest:
     # -- worker ---------------------------------------------------------------------------
 
     def _take(self, limit: int) -> list[Received]:
-        """Up to ``limit`` queued messages, waiting up to 0.2 s for the first."""
+        """Up to ``limit`` queued messages, waiting up to 0.2 s for the first (10 ms while
+        a batch waits for its points to reach the time-series server)."""
         with self._arrived:
             if not self._queue:
-                self._arrived.wait(0.2)
+                self._arrived.wait(0.01 if self._unwritten else 0.2)
             queued = self._queue
             batch = [queued.popleft() for _ in range(min(limit, len(queued)))]
         QUEUE_DEPTH.set(len(self._queue))
@@ -209,6 +224,7 @@ class MqttIngest:
         limit = self.settings.ingest_batch_max
         while not self._stop.is_set():
             batch = self._take(limit)
+            self._ack_written()
             if not batch:
                 continue
             if self._ingest_batch(batch):
@@ -219,6 +235,22 @@ class MqttIngest:
                     if not self._ingest(item):
                         break  # stopping: the rest stays unacknowledged
                     done.append(item)
+            self._acknowledge(done)
+
+    def _acknowledge(self, done: list[Received]) -> None:
+        """Acknowledge ingested messages now, or once the series store has their points."""
+        if self._queued_series is None:
+            self.subscriber.ack(done)
+            self.handled += len(done)
+            return
+        self._unwritten.append((self._queued_series.mark(), done))
+        self._ack_written()
+
+    def _ack_written(self) -> None:
+        """Acknowledge the batches whose points are on the time-series server, in order."""
+        series = self._queued_series
+        while self._unwritten and series is not None and series.written(self._unwritten[0][0]):
+            _, done = self._unwritten.popleft()
             self.subscriber.ack(done)
             self.handled += len(done)
 

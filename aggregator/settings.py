@@ -59,6 +59,16 @@ class AggregatorSettings(BaseSettings):
         "``http://influx:8086``, VictoriaMetrics ``http://vm:8428`` or (cluster) "
         "``http://vminsert:8480/insert/0/influx``. Required unless series_backend is sqlite.",
     )
+    series_ack_when_written: bool = Field(
+        default=False,
+        description="With a line-protocol series server: acknowledge facts to the broker "
+        "only once the server has their points. Nothing is then lost if the aggregator "
+        "dies while the server is down (the broker delivers the facts again), but a "
+        "server outage also stops ingest, hence alerts, once the broker's in-flight window "
+        "is full. False: facts are acknowledged once their state is stored; their points "
+        "wait in memory (up to the store's max_pending) and are lost if the process dies "
+        "before the server is back (docs/storage.md).",
+    )
     series_query_url: str | None = Field(
         default=None,
         repr=False,

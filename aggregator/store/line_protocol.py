@@ -256,6 +256,9 @@ class LineProtocolStore:
         self._outbox: deque[str] = deque()
         self._unsent = 0  # queued + being sent
         self._urgent = 0  # flush() callers waiting
+        self._queued = 0  # points ever queued (a mark)
+        self._written = 0  # points ever taken by the server, or refused as malformed
+        self._awaited = 0  # the highest mark written() was asked about
         self._closing = False
         self._abandon = threading.Event()
         self.sent = 0
@@ -302,7 +305,26 @@ class LineProtocolStore:
                     self._cond.wait(remaining)
                 self._outbox.append(line)
                 self._unsent += 1
+                self._queued += 1
             self._cond.notify_all()
+
+    def mark(self) -> int:
+        """How many points were queued so far: :meth:`written` of it says when the server
+        has them all (the MQTT ingest acknowledges a batch only then)."""
+        with self._cond:
+            return self._queued
+
+    def written(self, mark: int) -> bool:
+        """Whether the server has every point queued up to ``mark`` (the first ``mark``
+        points ever queued; a batch it refused as malformed counts as had: see
+        :attr:`dropped`). While not, the sender stops waiting for a full batch."""
+        with self._cond:
+            if self._written >= mark:
+                return True
+            if mark > self._awaited:
+                self._awaited = mark
+                self._cond.notify_all()
+            return False
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued now; wait until the server has it all.
@@ -348,9 +370,11 @@ class LineProtocolStore:
             batch = self._take_batch()
             if batch is None:
                 return
-            self._send(batch)
+            delivered = self._send(batch)
             with self._cond:
                 self._unsent -= len(batch)
+                if delivered:
+                    self._written += len(batch)
                 self._cond.notify_all()
 
     def _take_batch(self) -> list[str] | None:
@@ -361,14 +385,19 @@ class LineProtocolStore:
             if len(self._outbox) < self.batch_size:
                 self._cond.wait_for(
                     lambda: (
-                        len(self._outbox) >= self.batch_size or self._urgent > 0 or self._closing
+                        len(self._outbox) >= self.batch_size
+                        or self._urgent > 0
+                        or self._awaited > self._written
+                        or self._closing
                     ),
                     self.flush_interval_s,
                 )
             n = min(self.batch_size, len(self._outbox))
             return [self._outbox.popleft() for _ in range(n)]
 
-    def _send(self, batch: list[str]) -> None:
+    def _send(self, batch: list[str]) -> bool:
+        """Send a batch until the server takes or refuses it (True), or until :meth:`close`
+        gives up (False: the batch and the rest of the outbox are lost)."""
         delay = self.backoff_initial_s
         failures = 0
         body = "\n".join(batch)  # one record: the client serialises a list line by line
@@ -384,7 +413,7 @@ class LineProtocolStore:
                         exc.status,
                         (exc.body or "")[:300],
                     )
-                    return
+                    return True
                 reason = f"HTTP {exc.status}"
                 delay = max(delay, _retry_after(exc))
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -398,11 +427,11 @@ class LineProtocolStore:
                     logger.info(
                         "time-series server %s is back after %d failed attempts", self.url, failures
                     )
-                return
+                return True
             failures += 1
             if self._abandon.is_set():
                 self.lost += len(batch) + self._drain()
-                return
+                return False
             log = logger.warning if failures == 1 else logger.debug
             log(
                 "time-series write to %s failed (%s), attempt %d; retrying in %.1f s",
@@ -413,7 +442,7 @@ class LineProtocolStore:
             )
             if self._abandon.wait(delay):
                 self.lost += len(batch) + self._drain()
-                return
+                return False
             delay = min(delay * 2, self.backoff_max_s)
 
     def _drain(self) -> int:

@@ -75,6 +75,23 @@ class TimeSeriesStore(Protocol):
         ...
 
 
+@runtime_checkable
+class QueuedSeriesStore(Protocol):
+    """A :class:`TimeSeriesStore` whose ``write`` queues points for a server (the
+    line-protocol store). With ``series_ack_when_written`` the MQTT ingest acknowledges a
+    batch of facts only once the server has its points, so facts whose points were still
+    queued when the process stopped are delivered again (and their points written again:
+    they are idempotent)."""
+
+    def mark(self) -> int:
+        """A mark of what was queued so far."""
+        ...
+
+    def written(self, mark: int) -> bool:
+        """Whether everything queued up to ``mark`` is on the server."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PointColumns:
     """Points of one measurement as columns (a columnar read), oldest first.
