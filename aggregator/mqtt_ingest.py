@@ -89,11 +89,10 @@ class MqttIngest:
         self._worker: threading.Thread | None = None
         self.handled = 0
         """Messages this client has ingested and acknowledged."""
-        series = ingestor.series
         self._queued_series: QueuedSeriesStore | None = None
         """The series store whose writes acknowledgements wait for (None: they do not)."""
-        if settings.series_ack_when_written and isinstance(series, QueuedSeriesStore):
-            self._queued_series = series
+        if settings.series_ack_when_written and isinstance(ingestor.series, QueuedSeriesStore):
+            self._queued_series = ingestor.series
         self._unwritten: deque[tuple[int, list[Received]]] = deque()
         """Ingested batches whose points the series store still holds, with its mark."""
         tls = None

@@ -5,7 +5,7 @@ once their points are on the server (an aggregator that stops meanwhile loses no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,14 @@ def _store(server: VictoriaMetrics) -> LineProtocolStore:
     )
 
 
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Mosquitto]:
+    """A broker of this module's own: no retained edge status of other tests' halls
+    (the ingest would count those among the messages it acknowledged)."""
+    with Mosquitto() as server:
+        yield server
+
+
 def _settings(port: int, client_id: str, folder: Path, **options: Any) -> AggregatorSettings:
     return AggregatorSettings(
         database_url=f"sqlite:///{folder / 'state.sqlite'}",
@@ -85,10 +93,10 @@ def _settings(port: int, client_id: str, folder: Path, **options: Any) -> Aggreg
 
 
 def test_by_default_facts_are_acknowledged_while_the_server_is_down(
-    mosquitto: Mosquitto, unique_id: Callable[[str], str], tmp_path: Path
+    broker: Mosquitto, unique_id: Callable[[str], str], tmp_path: Path
 ) -> None:
     hall = unique_id("h-ack")
-    settings = _settings(mosquitto.port, unique_id("agg-ack"), tmp_path)
+    settings = _settings(broker.port, unique_id("agg-ack"), tmp_path)
     state = StateStore(settings.database_url)
     state.create_all()
     with VictoriaMetrics() as server:
@@ -98,7 +106,7 @@ def test_by_default_facts_are_acknowledged_while_the_server_is_down(
         ingest.start()
         try:
             assert ingest.wait_connected(10)
-            _publish(mosquitto.port, hall, _facts(hall))
+            _publish(broker.port, hall, _facts(hall))
             wait_until(lambda: ingest.handled == FACTS, 10, "the facts acknowledged")
             assert state.seen_count(hall) == FACTS and not store.written(store.mark())
         finally:
@@ -109,11 +117,11 @@ def test_by_default_facts_are_acknowledged_while_the_server_is_down(
 
 
 def test_facts_are_acknowledged_once_their_points_are_on_the_server(
-    mosquitto: Mosquitto, unique_id: Callable[[str], str], tmp_path: Path
+    broker: Mosquitto, unique_id: Callable[[str], str], tmp_path: Path
 ) -> None:
     hall = unique_id("h-ack")
     client_id = unique_id("agg-ack")
-    settings = _settings(mosquitto.port, client_id, tmp_path, series_ack_when_written=True)
+    settings = _settings(broker.port, client_id, tmp_path, series_ack_when_written=True)
     state = StateStore(settings.database_url)
     state.create_all()
     halls: dict[str, Any] = {hall: build_hall(hall)}
@@ -124,7 +132,7 @@ def test_facts_are_acknowledged_once_their_points_are_on_the_server(
         first.start()
         try:
             assert first.wait_connected(10)
-            _publish(mosquitto.port, hall, _facts(hall))
+            _publish(broker.port, hall, _facts(hall))
             wait_until(lambda: state.seen_count(hall) == FACTS, 10, "the facts' state")
             assert not store.written(store.mark())
             assert first.handled == 0  # stored, but their points are not: unacknowledged
