@@ -91,8 +91,14 @@ class MqttIngest:
         """Messages this client has ingested and acknowledged."""
         self._queued_series: QueuedSeriesStore | None = None
         """The series store whose writes acknowledgements wait for (None: they do not)."""
-        if settings.series_ack_when_written and isinstance(ingestor.series, QueuedSeriesStore):
-            self._queued_series = ingestor.series
+        if settings.series_ack_when_written:
+            if isinstance(ingestor.series, QueuedSeriesStore):
+                self._queued_series = ingestor.series
+            else:
+                logger.warning(
+                    "series_ack_when_written ignored: the %s series store writes before it returns",
+                    settings.series_backend,
+                )
         self._unwritten: deque[tuple[int, list[Received]]] = deque()
         """Ingested batches whose points the series store still holds, with its mark."""
         tls = None
@@ -173,16 +179,17 @@ class MqttIngest:
         self._stop.set()
         with self._arrived:
             self._arrived.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(timeout)
         self.subscriber.stop(timeout)
         try:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
         self._queue.clear()
-        self._unwritten.clear()  # unacknowledged: the broker delivers them again
+        if worker is None or not worker.is_alive():  # else the worker still holds them
+            self._unwritten.clear()  # unacknowledged: the broker delivers them again
         CONNECTED.set(0)
 
     # -- the subscriber's callbacks (network thread: only enqueue) -------------------------

@@ -5,6 +5,7 @@ once their points are on the server (an aggregator that stops meanwhile loses no
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,3 +171,18 @@ def test_only_queued_stores_hold_acknowledgements(tmp_path: Path) -> None:
         assert queued.mark() == 0 and queued.written(0)
     finally:
         queued.close(timeout=0.1)
+
+
+def test_the_setting_is_said_to_be_ignored_with_the_embedded_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(1, "agg-embedded", tmp_path, series_ack_when_written=True)
+    state = StateStore(settings.database_url)
+    embedded = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
+    try:
+        with caplog.at_level(logging.WARNING, logger="aggregator.mqtt_ingest"):
+            MqttIngest(settings, Ingestor(state, embedded, {}))
+        assert "series_ack_when_written ignored" in caplog.text
+    finally:
+        embedded.close()
+        state.dispose()
