@@ -35,7 +35,7 @@ from hallwatch.contract import (
 )
 from tests.conftest import build_hall
 from tests.support.api import admin_token
-from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.support.mosquitto import Mosquitto, find_mosquitto, publish
 from tests.support.running import wait_until
 
 pytestmark = [
@@ -44,21 +44,6 @@ pytestmark = [
 ]
 
 NOW = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)  # Monday 10:30 in Shanghai: in service
-
-
-def publish(port: int, messages: list[tuple[str, bytes]], *, retain: bool = False) -> None:
-    """Publish at QoS 1 and wait for every PUBACK."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        infos = [client.publish(t, p, qos=1, retain=retain) for t, p in messages]
-        for info in infos:
-            info.wait_for_publish(5)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 class Subscriber:

@@ -422,9 +422,9 @@ def test_alert_reaches_the_hall_topic_once_sms_level_1_then_level_2(
     from aggregator.settings import AggregatorSettings
     from hallwatch.broker import free_port
     from hallwatch.contract import PostState, alerts_topic
-    from tests.support.mosquitto import Mosquitto, find_mosquitto
+    from tests.support.mosquitto import Mosquitto, find_mosquitto, publish
     from tests.support.running import wait_until
-    from tests.test_aggregator_mqtt import Subscriber, presence, publish
+    from tests.test_aggregator_mqtt import Subscriber, presence
     from tests.test_sms import Gateway
 
     if find_mosquitto() is None:

@@ -50,9 +50,8 @@ from hallwatch.contract import (
 )
 from tests.conftest import build_hall
 from tests.support import browser
-from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.support.mosquitto import Mosquitto, find_mosquitto, publish
 from tests.support.running import wait_until
-from tests.test_aggregator_mqtt import publish
 from tests.test_zone_alerts import snapshot
 
 pytestmark = [

@@ -11,9 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from aggregator.ingest import Ingestor
 from aggregator.mqtt_ingest import MqttIngest
@@ -24,7 +22,7 @@ from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.contract import PostState, PresenceBody, PresenceFact, encode, fact_topic
 from tests.conftest import build_hall
-from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.support.mosquitto import Mosquitto, find_mosquitto, publish
 from tests.support.running import wait_until
 from tests.support.victoria import VictoriaMetrics, find_victoria
 
@@ -49,16 +47,6 @@ def _facts(hall: str) -> list[bytes]:
         )
         for i in range(FACTS)
     ]  # fmt: skip
-
-
-def _publish(port: int, hall: str, payloads: list[bytes]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{hall}")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    for info in [client.publish(fact_topic(hall, "presence"), p, qos=1) for p in payloads]:
-        info.wait_for_publish(10)
-    client.loop_stop()
-    client.disconnect()
 
 
 def _store(server: VictoriaMetrics) -> LineProtocolStore:
@@ -107,7 +95,7 @@ def test_by_default_facts_are_acknowledged_while_the_server_is_down(
         ingest.start()
         try:
             assert ingest.wait_connected(10)
-            _publish(broker.port, hall, _facts(hall))
+            publish(broker.port, [(fact_topic(hall, "presence"), f) for f in _facts(hall)])
             wait_until(lambda: ingest.handled == FACTS, 10, "the facts acknowledged")
             assert state.seen_count(hall) == FACTS and not store.written(store.mark())
         finally:
@@ -133,7 +121,7 @@ def test_facts_are_acknowledged_once_their_points_are_on_the_server(
         first.start()
         try:
             assert first.wait_connected(10)
-            _publish(broker.port, hall, _facts(hall))
+            publish(broker.port, [(fact_topic(hall, "presence"), f) for f in _facts(hall)])
             wait_until(lambda: state.seen_count(hall) == FACTS, 10, "the facts' state")
             assert not store.written(store.mark())
             assert first.handled == 0  # stored, but their points are not: unacknowledged

@@ -11,6 +11,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from tests.support.server import ServerProcess, find_binary, port_open
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -88,3 +91,18 @@ class Mosquitto(ServerProcess):
             timeout,
             "did not listen",
         )
+
+
+def publish(port: int, messages: list[tuple[str, bytes]], *, retain: bool = False) -> None:
+    """Publish ``(topic, payload)`` messages at QoS 1 and wait for every PUBACK."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(t, p, qos=1, retain=retain) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(5)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
