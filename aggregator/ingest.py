@@ -2,8 +2,9 @@
 
 :meth:`Ingestor.handle` is called by the MQTT worker thread for every message, in order.
 It never raises for a bad message: a malformed one (not JSON, wrong schema version,
-unknown kind, failed validation, topic and payload disagreeing, unknown hall) is counted
-and kept in the dead-letter table with the reason, and ingest goes on. It raises only for
+unknown kind, failed validation, topic and payload disagreeing, unknown hall, observed
+before the dedup ledger's horizon) is counted and kept in the dead-letter table with the
+reason, and ingest goes on. It raises only for
 infrastructure failures (the database is down), so the caller can retry without
 acknowledging the message.
 
@@ -31,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
@@ -243,6 +244,20 @@ def _name_of_topic(topic: str) -> _TopicName:
     return _TopicName(hall, parts[3], parts[4])
 
 
+def _check_age(fact: Fact, oldest: datetime) -> None:
+    """Refuse a fact observed before ``oldest`` (the dedup ledger's horizon).
+
+    Raises:
+        _RejectError: It is older (category ``too_old``).
+    """
+    if fact.ts < oldest:
+        raise _RejectError(
+            "too_old",
+            f"fact {fact.id} observed at {fact.ts.isoformat()}, before the dedup ledger's "
+            f"horizon {oldest.isoformat()} (HALLWATCH_LEDGER_RETENTION_DAYS): not applied",
+        )
+
+
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
 """Envelope fields the contract defaults but every received fact must carry."""
 
@@ -264,6 +279,10 @@ class Ingestor:
         zones: The zone rule, given hygiene and occupancy facts (None: those facts are
             only stored as series).
         clock: Source of "now" (tests pass a fake one).
+        max_age: How long the dedup ledger remembers a fact, counted from its time
+            (``ledger_retention_days``; None: for ever). A fact observed longer ago is
+            dead-lettered as ``too_old``: its ledger row may have been purged, so a
+            redelivery of it could be applied twice.
     """
 
     def __init__(
@@ -278,6 +297,7 @@ class Ingestor:
         devices: DeviceOfflineRule | None = None,
         zones: ZoneAlertRule | None = None,
         clock: Callable[[], datetime] = utcnow,
+        max_age: timedelta | None = None,
     ) -> None:
         self.state = state
         self.series = series
@@ -288,6 +308,7 @@ class Ingestor:
         self.devices = devices
         self.zones = zones
         self.clock = clock
+        self.max_age = max_age
         self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
         self._topics: dict[str, _TopicName] = {}
 
@@ -336,10 +357,13 @@ class Ingestor:
         outcomes: list[IngestOutcome | None] = [None] * len(messages)
         facts: list[_Pending] = []
         rejected: list[tuple[int, Incoming, _RejectError]] = []
+        oldest = None if self.max_age is None else self.clock() - self.max_age
         try:
             for i, message in enumerate(messages):
                 try:
                     routed = self._route(message.topic, message.payload)
+                    if oldest is not None and not isinstance(routed, EdgeStatus):
+                        _check_age(routed, oldest)
                 except _RejectError as rej:
                     rejected.append((i, message, rej))
                     continue

@@ -9,7 +9,8 @@ to the same sinks (MQTT alerts topic, live bus), and so are 环境差 and crowdi
 (:class:`~aggregator.rules.zone_alerts.ZoneAlertRule`; the ticker opens the 环境差 alerts
 of zones still dirty when service time begins). The ticker's housekeeping deletes
 evidence snapshots older than ``evidence_retention_days``, and those no alert uses older
-than ``evidence_unused_grace_h``, at most once an hour. A second thread runs the report
+than ``evidence_unused_grace_h``, and the dedup ledger's rows of facts older than
+``ledger_retention_days`` (plus a day), at most once an hour. A second thread runs the report
 scheduler (:class:`~aggregator.reports.runs.ReportRunner`, every ``report_check_s``):
 daily reports, monthly statistics, bulletins, and failed pushes retried.
 
@@ -31,6 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -65,7 +67,25 @@ from hallwatch.contract import utcnow
 logger = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(hours=1)
-"""How often the housekeeping deletes expired and unused evidence snapshots."""
+"""How often the housekeeping deletes expired and unused evidence snapshots, and the dedup
+ledger's expired rows."""
+LEDGER_PURGE_MARGIN = timedelta(days=1)
+"""Ledger rows are kept this long past the ingest's horizon: replicas whose clocks differ
+by less than this never forget a fact another one still accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    """What one housekeeping run deleted.
+
+    Attributes:
+        evidence: Evidence snapshots (expired, or used by no alert past the grace).
+        ledger: Dedup ledger rows of facts older than ``ledger_retention_days`` plus
+            :data:`LEDGER_PURGE_MARGIN`.
+    """
+
+    evidence: int
+    ledger: int
 
 
 def load_halls(paths: Iterable[str | Path]) -> dict[str, HallConfig]:
@@ -166,6 +186,7 @@ class AggregatorService:
             devices=self.device_rule,
             zones=self.zone_rule,
             clock=clock,
+            max_age=timedelta(days=settings.ledger_retention_days),
         )
         self.mqtt: MqttIngest | None = None
         mqtt_connected: Callable[[], bool] | None = None
@@ -364,38 +385,48 @@ class AggregatorService:
             except Exception:
                 logger.exception("report scheduler failed; retrying at the next tick")
 
-    def housekeeping(self, now: datetime) -> int | None:
+    def housekeeping(self, now: datetime) -> Housekeeping | None:
         """Delete evidence snapshots past the retention, and those no alert uses past the
-        grace (:func:`~aggregator.store.evidence.purge_evidence`), at most once per hour.
+        grace (:func:`~aggregator.store.evidence.purge_evidence`), and the dedup ledger's
+        rows of facts the ingest now refuses as too old
+        (:meth:`~aggregator.store.state.StateStore.purge_ledger`), at most once per hour.
 
         Args:
             now: The ticker's time.
 
         Returns:
-            How many snapshots were deleted, or None if the last purge is under an hour old.
+            What was deleted, or None if the last run is under an hour old.
         """
         if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
             return None
         days = self.settings.evidence_retention_days
         grace_h = self.settings.evidence_unused_grace_h
         with self.state.session() as session:
-            deleted = purge_evidence(
+            evidence = purge_evidence(
                 session,
                 now - timedelta(days=days),
                 unused_older_than=now - timedelta(hours=grace_h),
             )
+        ledger_days = self.settings.ledger_retention_days
+        ledger = self.state.purge_ledger(now - timedelta(days=ledger_days) - LEDGER_PURGE_MARGIN)
         self._purged_at = now
-        if deleted:
+        if evidence:
             logger.info(
                 "deleted %d evidence snapshot(s): older than %d days, or used by no alert "
                 "and older than %d h",
-                deleted,
+                evidence,
                 days,
                 grace_h,
             )
         else:
             logger.debug("no evidence snapshot to delete (%d days, %d h unused)", days, grace_h)
-        return deleted
+        if ledger:
+            logger.info(
+                "the dedup ledger forgot %d fact(s) observed more than %d days ago",
+                ledger,
+                ledger_days + LEDGER_PURGE_MARGIN.days,
+            )
+        return Housekeeping(evidence=evidence, ledger=ledger)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop everything (idempotent). Unacknowledged facts stay with the broker."""

@@ -175,6 +175,16 @@ class AggregatorSettings(BaseSettings):
         description="Days evidence snapshots (images of alerts from video) are kept after "
         "they are stored; older ones are deleted hourly, and asking for one answers 410.",
     )
+    ledger_retention_days: int = Field(
+        default=90,
+        ge=14,
+        le=3650,
+        description="Days the dedup ledger remembers a fact, counted from the fact's time. "
+        "Facts observed longer ago are refused at ingest (dead-lettered as too_old, the "
+        "payload kept): a redelivery of one could no longer be told from a first delivery. "
+        "Ledger rows older than this plus one day are deleted hourly. At least two weeks: an "
+        "edge powered off over a holiday replays its outbox when it comes back.",
+    )
     evidence_unused_grace_h: int = Field(
         default=24,
         ge=1,

@@ -2,13 +2,14 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/ingest.py [--facts 20000] [--skip-victoria]
+    .venv/bin/python benchmarks/ingest.py [--facts 20000] [--rounds 3] [--skip-victoria]
 
 One Mosquitto on loopback (``tests/support/mosquitto.py``, with ``max_inflight_messages
 1000`` as ``deploy/mosquitto/hallwatch.conf``). A publisher sends ``--facts`` presence
 facts (QoS 1, the edge's topics, 40 posts of one hall, summaries and changes mixed) as
 fast as the broker takes them, and four consumers are timed from their first message to
-their last, each in its own run on the same broker:
+their last, each in its own run on the same broker, in ``--rounds`` rounds (one
+VictoriaMetrics serves them all):
 
 1. a bare paho subscriber (QoS 1, counts messages, nothing else): the usual Python MQTT
    client, the issue's reference;
@@ -23,11 +24,14 @@ their last, each in its own run on the same broker:
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
 subscribed before publishing), so the consumer is measured draining a backlog at full
-speed. The last line is one JSON object::
+speed. A shared 2-core machine's speed swings by a third within minutes, so each figure
+is the median of its rounds, and the aggregator's shares of the bare subscribers are the
+medians of each round's ratio. The last line is one JSON object::
 
-    {"facts_per_s_sqlite": …, "facts_per_s_victoriametrics": …,
-     "bare_subscriber_msgs_per_s": …, "bare_wire_subscriber_msgs_per_s": …, "facts": …,
-     "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …}
+    {"facts": …, "rounds": …, "bare_subscriber_msgs_per_s": …,
+     "bare_wire_subscriber_msgs_per_s": …, "facts_per_s_sqlite": …,
+     "facts_per_s_victoriametrics": …, "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …,
+     "runs": {each consumer: [its figure in each round]}}
 
 The issue's target is ≥ 20,000 facts/s and ≥ 80 % of the bare subscriber.
 """
@@ -35,11 +39,14 @@ The issue's target is ≥ 20,000 facts/s and ≥ 80 % of the bare subscriber.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,35 +243,75 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--facts", type=int, default=20_000)
     parser.add_argument("--skip-victoria", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the four consumers (medians reported)"
+    )
     args = parser.parse_args()
     messages = payloads(args.facts)
     work = Path(tempfile.mkdtemp(prefix="hallwatch-bench-ingest-"))
-    result: dict[str, float | int | None] = {"facts": args.facts}
-    with Mosquitto(extra_config=BROKER_CONFIG) as broker:
-        result["bare_subscriber_msgs_per_s"] = round(bare_subscriber(broker.port, messages))
-        print(f"bare subscriber: {result['bare_subscriber_msgs_per_s']} msgs/s", flush=True)
-        result["bare_wire_subscriber_msgs_per_s"] = round(
-            bare_wire_subscriber(broker.port, messages)
+    runs: dict[str, list[float]] = {name: [] for name in CONSUMERS}
+    victoria = contextlib.nullcontext() if args.skip_victoria else VictoriaMetrics()
+    with Mosquitto(extra_config=BROKER_CONFIG) as broker, victoria as vm:
+        for turn in range(1, args.rounds + 1):
+            folder = work / f"round-{turn}"  # fresh stores; the same client ids every round
+            folder.mkdir()
+            for name, rate in one_round(broker.port, messages, folder, vm):
+                runs[name].append(round(rate))
+                print(f"round {turn}, {CONSUMERS[name]}: {round(rate)}", flush=True)
+    print(json.dumps(summarise(args.facts, runs)))
+
+
+def one_round(
+    port: int, messages: list[bytes], folder: Path, vm: VictoriaMetrics | None
+) -> Iterator[tuple[str, float]]:
+    """Each consumer's rate in turn, its stores in ``folder`` (VictoriaMetrics: skipped)."""
+    yield "bare_subscriber_msgs_per_s", bare_subscriber(port, messages)
+    yield "bare_wire_subscriber_msgs_per_s", bare_wire_subscriber(port, messages)
+    sqlite_series = SqliteTimeSeriesStore(folder / "series.sqlite")
+    yield "facts_per_s_sqlite", aggregator_rate(port, messages, sqlite_series, folder / "a.sqlite")
+    if vm is not None:
+        store = LineProtocolStore(vm.url, flavour="victoriametrics")
+        yield (
+            "facts_per_s_victoriametrics",
+            aggregator_rate(port, messages, store, folder / "b.sqlite"),
         )
-        print(
-            f"bare wire subscriber: {result['bare_wire_subscriber_msgs_per_s']} msgs/s", flush=True
-        )
-        sqlite_series = SqliteTimeSeriesStore(work / "series.sqlite")
-        rate = aggregator_rate(broker.port, messages, sqlite_series, work / "state-a.sqlite")
-        result["facts_per_s_sqlite"] = round(rate)
-        print(f"aggregator, SQLite series: {result['facts_per_s_sqlite']} facts/s", flush=True)
-        result["facts_per_s_victoriametrics"] = None
-        if not args.skip_victoria:
-            with VictoriaMetrics() as vm:
-                store = LineProtocolStore(vm.url, flavour="victoriametrics")
-                rate = aggregator_rate(broker.port, messages, store, work / "state-b.sqlite")
-                result["facts_per_s_victoriametrics"] = round(rate)
-            print(f"aggregator, VictoriaMetrics: {round(rate)} facts/s", flush=True)
-    sqlite = float(result["facts_per_s_sqlite"] or 0)
-    result["sqlite_vs_bare"] = round(sqlite / float(result["bare_subscriber_msgs_per_s"] or 1), 3)
-    wire = float(result["bare_wire_subscriber_msgs_per_s"] or 1)
-    result["sqlite_vs_bare_wire"] = round(sqlite / wire, 3)
-    print(json.dumps(result))
+
+
+CONSUMERS = {
+    "bare_subscriber_msgs_per_s": "bare subscriber (msgs/s)",
+    "bare_wire_subscriber_msgs_per_s": "bare wire subscriber (msgs/s)",
+    "facts_per_s_sqlite": "aggregator, SQLite series (facts/s)",
+    "facts_per_s_victoriametrics": "aggregator, VictoriaMetrics (facts/s)",
+}
+
+
+def summarise(facts: int, runs: dict[str, list[float]]) -> dict[str, object]:
+    """The result line: each consumer's median over the rounds, the aggregator's share of
+    the bare subscribers (median of each round's ratio: the runs of a round are minutes
+    apart, the rounds further), and every round's figures.
+
+    >>> summarise(10, {"bare_subscriber_msgs_per_s": [10, 30, 20],
+    ...                "bare_wire_subscriber_msgs_per_s": [100, 100, 100],
+    ...                "facts_per_s_sqlite": [9, 12, 30], "facts_per_s_victoriametrics": []})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'facts': 10, 'rounds': 3, 'bare_subscriber_msgs_per_s': 20,
+     'bare_wire_subscriber_msgs_per_s': 100, 'facts_per_s_sqlite': 12,
+     'facts_per_s_victoriametrics': None, 'sqlite_vs_bare': 0.9, 'sqlite_vs_bare_wire': 0.12,
+     'runs': {'bare_subscriber_msgs_per_s': [10, 30, 20],
+              'bare_wire_subscriber_msgs_per_s': [100, 100, 100],
+              'facts_per_s_sqlite': [9, 12, 30], 'facts_per_s_victoriametrics': []}}
+    """
+    result: dict[str, object] = {"facts": facts, "rounds": len(runs["facts_per_s_sqlite"])}
+    for name in CONSUMERS:
+        result[name] = round(statistics.median(runs[name])) if runs[name] else None
+    for key, reference in (("sqlite_vs_bare", "bare_subscriber_msgs_per_s"),
+                           ("sqlite_vs_bare_wire", "bare_wire_subscriber_msgs_per_s")):  # fmt: skip
+        ratios = [
+            a / b for a, b in zip(runs["facts_per_s_sqlite"], runs[reference], strict=True) if b
+        ]
+        result[key] = round(statistics.median(ratios), 3) if ratios else None
+    result["runs"] = runs
+    return result
 
 
 if __name__ == "__main__":

@@ -315,7 +315,8 @@ def test_service_wires_the_device_rule_to_the_alert_sinks(tmp_path: Path) -> Non
     series = SqliteTimeSeriesStore(":memory:")
     halls = {HALL: hall_with_devices()}
     settings = AggregatorSettings(halls=[], http_port=0)
-    service = AggregatorService(settings, halls, state=state, series=series, mqtt=False)
+    service = AggregatorService(settings, halls, state=state, series=series, mqtt=False,
+                                clock=lambda: t("10:01"))  # fmt: skip
     try:
         assert service.ingestor.devices is service.device_rule
         assert service.device_rule.sink is service.sink

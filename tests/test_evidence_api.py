@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from aggregator.api.deps import ApiServices, Caller, Role, get_caller
-from aggregator.service import AggregatorService
+from aggregator.service import AggregatorService, Housekeeping
 from aggregator.settings import AggregatorSettings
 from aggregator.store.evidence import EvidenceSnapshot, purge_evidence, store_evidence
 from aggregator.store.state import Alert
@@ -191,14 +191,14 @@ def test_service_purges_at_most_hourly_with_its_retention_and_grace(tmp_path: Pa
                    for name, age in ages.items()}  # fmt: skip
             session.add_all([_alert_with(ids["8d"], "z8"), _alert_with(ids["6d"], "z6")])
         # the 8-day-old one is past the retention, the 2-day-old one unused past the grace
-        assert service.housekeeping(now) == 2
+        assert service.housekeeping(now) == Housekeeping(evidence=2, ledger=0)
         with h.state.read_session() as session:
             assert set(session.scalars(select(EvidenceSnapshot.id))) == {ids["6d"], ids["12h"]}
         with h.state.session() as session:
             store_evidence(session, HALL, snapshot(t("10:00")), fact_id="F9", zone="w1-public",
                            now=now - timedelta(days=9))  # fmt: skip
         assert service.housekeeping(now + timedelta(minutes=59)) is None  # not yet an hour
-        assert service.housekeeping(now + timedelta(hours=1)) == 1
+        assert service.housekeeping(now + timedelta(hours=1)) == Housekeeping(evidence=1, ledger=0)
     finally:
         h.close()
 

@@ -8,8 +8,8 @@ process; one database is migrated once and emptied (``TRUNCATE``) before each te
   ``StateStore`` is swapped for one on PostgreSQL (the harnesses build it from a SQLite
   path; the swap ignores that path).
 - Direct, on SQLite and PostgreSQL: the partial unique indexes (one open alert per post,
-  device and zone), evidence blobs (``bytea``), and the 异常办件 register's row lock
-  (two officers acting on one anomaly at once: one wins).
+  device and zone), evidence blobs (``bytea``), the 异常办件 register's row lock
+  (two officers acting on one anomaly at once: one wins), and the dedup ledger's purge.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from aggregator.cases.models import AnomalyTransition
 from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.store.evidence import get_evidence, purge_evidence, store_evidence
 from aggregator.store.migrate import target_metadata, upgrade
-from aggregator.store.state import Alert, PostStatus, StateStore
+from aggregator.store.state import Alert, PostStatus, SeenFact, StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
@@ -328,5 +328,35 @@ def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
         with state.read_session() as s:
             post = s.get(PostStatus, ("h-dedup", "w1"))
             assert post is not None and post.last_fact_ts == at + timedelta(seconds=3)
+    finally:
+        series.close()
+
+
+def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path: Path) -> None:
+    """``purge_ledger`` deletes the rows of facts observed before the cut-off, in chunks
+    (a partial last chunk and an exact multiple both end it), and keeps the rest; a fact
+    observed at the cut-off stays."""
+    hall = build_hall("h-ledger")
+    series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
+    ingestor = Ingestor(state, series, {"h-ledger": hall})
+    cut = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+    def fact(ts: datetime) -> Message:
+        body = PresenceBody(camera="c1", post="w1", window="1", state=PostState.ON_POST,
+                            since=ts, summary=True)  # fmt: skip
+        f = PresenceFact(hall="h-ledger", source="edge-1", ts=ts, body=body)
+        return Message(fact_topic("h-ledger", "presence"), encode(f))
+
+    old = [fact(cut - timedelta(days=30, minutes=k)) for k in range(7)]
+    new = [fact(cut), fact(cut + timedelta(days=1))]
+    try:
+        ingestor.handle_batch([*new[:1], *old, *new[1:]])
+        assert state.seen_count("h-ledger") == 9
+        assert state.purge_ledger(cut - timedelta(days=40), chunk=3) == 0
+        assert state.purge_ledger(cut, chunk=3) == 7  # chunks of 3, 3 and 1
+        assert state.seen_count("h-ledger") == 2
+        assert state.purge_ledger(cut + timedelta(days=1), chunk=1) == 1  # 1, then none
+        with state.read_session() as s:
+            assert list(s.scalars(select(SeenFact.ts))) == [cut + timedelta(days=1)]
     finally:
         series.close()

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sqlalchemy import (
     DateTime,
@@ -32,12 +32,13 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     func,
     select,
     text,
 )
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import CursorResult, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -93,8 +94,14 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
+LEDGER_PURGE_CHUNK = 500
+"""Ledger rows deleted per write transaction by :meth:`StateStore.purge_ledger`."""
+
+
 class SeenFact(Base):
-    """The dedup ledger: one row per fact id ever ingested.
+    """The dedup ledger: one row per fact id ingested, for ``ledger_retention_days``
+    counted from the fact's time (:meth:`StateStore.purge_ledger`; older facts are refused
+    at ingest, so a purged row is never needed again).
 
     One B-tree: clustered by id on SQLite (``WITHOUT ROWID``), no secondary index (every
     fact inserts a row; migration 0007).
@@ -414,6 +421,34 @@ class StateStore:
             session.flush()
             return row.id
 
+    def purge_ledger(self, before: datetime, *, chunk: int = LEDGER_PURGE_CHUNK) -> int:
+        """Delete the dedup ledger's rows of facts observed before ``before``.
+
+        The ids are found in a read transaction and deleted ``chunk`` at a time, each chunk
+        in a short write transaction of its own: ingest waits for one chunk at most, never
+        for a scan of the ledger (which has no index on time; ids made by
+        :func:`~hallwatch.contract.new_id` sort by time, so old rows are found first).
+
+        Args:
+            before: Facts observed before this are forgotten.
+            chunk: Rows per delete (well under every database's bound-parameter limit).
+
+        Returns:
+            How many rows were deleted.
+        """
+        deleted = 0
+        while True:
+            with self.read_session() as session:
+                query = select(SeenFact.id).where(SeenFact.ts < before).limit(chunk)
+                ids = list(session.scalars(query))
+            if ids:
+                forget = delete(SeenFact).where(SeenFact.id.in_(ids))
+                with self.session() as session:  # another replica may delete some first
+                    done = session.execute(forget, execution_options={"synchronize_session": False})
+                deleted += cast(CursorResult[Any], done).rowcount
+            if len(ids) < chunk:
+                return deleted
+
     # -- reads --------------------------------------------------------------------------
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -423,7 +458,8 @@ class StateStore:
             return list(session.scalars(stmt))
 
     def seen_count(self, hall: str | None = None) -> int:
-        """How many distinct facts were ingested (of one hall, or all)."""
+        """How many distinct facts the dedup ledger remembers (of one hall, or all): those
+        ingested in the last ``ledger_retention_days`` or so (:meth:`purge_ledger`)."""
         stmt = select(func.count()).select_from(SeenFact)
         if hall is not None:
             stmt = stmt.where(SeenFact.hall == hall)

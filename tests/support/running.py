@@ -28,6 +28,8 @@ def start_aggregator(folder: Path, hall: HallConfig, mqtt_port: int) -> Aggregat
         mqtt_port=mqtt_port,
         mqtt_client_id=f"agg-{hall.hall.id}",
         http_port=0,
+        # the tests replay days of their own (2026-11-02): accepted for years, not 90 days
+        ledger_retention_days=3650,
     )
     service = AggregatorService(settings, {hall.hall.id: hall})
     service.start()

@@ -1,0 +1,153 @@
+"""The dedup ledger's retention (``ledger_retention_days``).
+
+The ledger remembers a fact for the retention, counted from the fact's time; the ingest
+refuses facts observed longer ago (dead-lettered as ``too_old``, payload kept), and the
+housekeeping deletes the rows of facts the ingest already refuses, a day later. So a
+forgotten fact is never applied twice. The purge itself runs on SQLite and PostgreSQL in
+``tests/test_state_postgres.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from aggregator.ingest import REJECTED, Ingestor, IngestOutcome, Message
+from aggregator.service import AggregatorService, Housekeeping
+from aggregator.settings import AggregatorSettings
+from aggregator.store.state import StateStore
+from aggregator.store.timeseries import SqliteTimeSeriesStore
+from hallwatch.contract import (
+    DeviceState,
+    EdgeStatus,
+    PostState,
+    PresenceBody,
+    PresenceFact,
+    edge_status_topic,
+    encode,
+    fact_topic,
+)
+from tests.conftest import build_hall
+
+HALL = "h-ledger-age"
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+STORED, DUPLICATE = IngestOutcome.STORED, IngestOutcome.DUPLICATE
+DEAD = IngestOutcome.DEAD_LETTERED
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Stores:
+    state: StateStore
+    series: SqliteTimeSeriesStore
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    state = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    state.create_all()
+    series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
+    yield Stores(state, series)
+    series.close()
+    state.dispose()
+
+
+def presence(ts: datetime, post: str = "w1") -> Message:
+    body = PresenceBody(camera="c1", post=post, window="1", state=PostState.ON_POST, since=ts,
+                        summary=True)  # fmt: skip
+    fact = PresenceFact(hall=HALL, source="edge-1", ts=ts, body=body)
+    return Message(fact_topic(HALL, "presence"), encode(fact))
+
+
+def too_old_count() -> float:
+    return REJECTED.labels("too_old")._value.get()
+
+
+def test_a_fact_older_than_the_horizon_is_dead_lettered_and_its_batch_goes_on(
+    stores: Stores,
+) -> None:
+    halls = {HALL: build_hall(HALL)}
+    ingestor = Ingestor(stores.state, stores.series, halls, clock=Clock(NOW),
+                        max_age=timedelta(days=14))  # fmt: skip
+    horizon = NOW - timedelta(days=14)
+    refused_before = too_old_count()
+    batch = [presence(horizon, "w1"), presence(horizon - timedelta(seconds=1), "w2"),
+             presence(NOW, "w3")]  # fmt: skip
+    assert ingestor.handle_batch(batch) == [STORED, DEAD, STORED]
+    assert too_old_count() == refused_before + 1
+    (letter,) = stores.state.dead_letters()
+    assert letter.payload == batch[1].payload  # kept as received
+    assert "before the dedup ledger's horizon 2026-11-06T09:00:00+00:00" in letter.reason
+    assert "HALLWATCH_LEDGER_RETENTION_DAYS" in letter.reason
+    assert stores.state.seen_count(HALL) == 2
+    assert stores.series.count() == 2  # the refused fact wrote no point
+    assert {p.post for p in stores.state.post_statuses(HALL)} == {"w1", "w3"}
+
+
+def test_an_edge_status_is_not_refused_for_its_age(stores: Stores) -> None:
+    """An edge's will is dated when it connected, which may be long ago: not a fact."""
+    halls = {HALL: build_hall(HALL)}
+    ingestor = Ingestor(stores.state, stores.series, halls, clock=Clock(NOW),
+                        max_age=timedelta(days=14))  # fmt: skip
+    status = EdgeStatus(hall=HALL, source="edge-1", state=DeviceState.OFFLINE,
+                        ts=NOW - timedelta(days=30))  # fmt: skip
+    message = Message(edge_status_topic(HALL), encode(status))
+    assert ingestor.handle_batch([message]) == [STORED]
+
+
+def test_without_a_horizon_every_age_is_applied(stores: Stores) -> None:
+    """The library's default (tests and tools replaying old days): nothing is too old."""
+    ingestor = Ingestor(stores.state, stores.series, {HALL: build_hall(HALL)}, clock=Clock(NOW))
+    assert ingestor.handle_batch([presence(NOW - timedelta(days=3650))]) == [STORED]
+
+
+def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> None:
+    """With a 14-day retention: a 15-day-old fact is refused at once, its ledger row is
+    deleted a day later, and its redelivery after that is still refused, not applied."""
+    clock = Clock(NOW)
+    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
+    service = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
+                                series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    ingest = service.ingestor.handle_batch
+    old, new = presence(NOW - timedelta(days=10), "w1"), presence(NOW - timedelta(days=1), "w2")
+    assert ingest([old, new]) == [STORED, STORED]
+    assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=0)
+
+    clock.now = NOW + timedelta(days=5)  # ``old`` is 15 days old: refused, still remembered
+    assert ingest([old]) == [DEAD]
+    assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=0)
+    assert stores.state.seen_count(HALL) == 2
+
+    clock.now = NOW + timedelta(days=5, hours=1, seconds=1)  # over a day past the horizon
+    assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=1)
+    assert stores.state.seen_count(HALL) == 1
+    assert ingest([old, new]) == [DEAD, DUPLICATE]  # forgotten, yet never applied twice
+    assert stores.state.seen_count(HALL) == 1
+
+
+@pytest.mark.parametrize(("days", "valid"), [(13, False), (14, True), (90, True),
+                                             (3650, True), (3651, False)])  # fmt: skip
+def test_the_retention_is_bounded(days: int, valid: bool) -> None:
+    if valid:
+        assert (
+            AggregatorSettings(halls=[], ledger_retention_days=days).ledger_retention_days == days
+        )
+    else:
+        with pytest.raises(ValidationError, match="ledger_retention_days"):
+            AggregatorSettings(halls=[], ledger_retention_days=days)
+
+
+def test_the_default_retention_is_ninety_days() -> None:
+    assert AggregatorSettings(halls=[]).ledger_retention_days == 90
