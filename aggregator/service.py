@@ -69,6 +69,9 @@ logger = logging.getLogger(__name__)
 PURGE_EVERY = timedelta(hours=1)
 """How often the housekeeping deletes expired and unused evidence snapshots, and the dedup
 ledger's expired rows."""
+LEDGER_PURGE_BUDGET_S = 0.5
+"""Seconds of one tick's ledger purge: a ledger far behind (the first purge after an upgrade)
+is forgotten slice by slice, at every tick, the rules ticking between the slices."""
 LEDGER_PURGE_MARGIN = timedelta(days=1)
 """Ledger rows are kept this long past the ingest's horizon: replicas whose clocks differ
 by less than this never forget a fact another one still accepts."""
@@ -231,6 +234,8 @@ class AggregatorService:
         )
         self._reporter: threading.Thread | None = None
         self._purged_at: datetime | None = None
+        self._ledger_resume: str | None = None
+        """Where an unfinished ledger purge goes on at the next tick (None: none)."""
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -391,42 +396,61 @@ class AggregatorService:
         rows of facts the ingest now refuses as too old
         (:meth:`~aggregator.store.state.StateStore.purge_ledger`), at most once per hour.
 
+        The ledger purge takes at most :data:`LEDGER_PURGE_BUDGET_S`; one that did not
+        finish goes on at the next call (the next tick), until it does.
+
         Args:
             now: The ticker's time.
 
         Returns:
-            What was deleted, or None if the last run is under an hour old.
+            What was deleted, or None if the last run is under an hour old and no ledger
+            purge is unfinished.
         """
-        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+        due = self._purged_at is None or now - self._purged_at >= PURGE_EVERY
+        if not due and self._ledger_resume is None:
             return None
+        evidence = self._purge_evidence(now) if due else 0
+        if due:
+            self._purged_at = now
+        return Housekeeping(evidence=evidence, ledger=self._purge_ledger(now))
+
+    def _purge_evidence(self, now: datetime) -> int:
         days = self.settings.evidence_retention_days
         grace_h = self.settings.evidence_unused_grace_h
         with self.state.session() as session:
-            evidence = purge_evidence(
+            deleted = purge_evidence(
                 session,
                 now - timedelta(days=days),
                 unused_older_than=now - timedelta(hours=grace_h),
             )
-        ledger_days = self.settings.ledger_retention_days
-        ledger = self.state.purge_ledger(now - timedelta(days=ledger_days) - LEDGER_PURGE_MARGIN)
-        self._purged_at = now
-        if evidence:
+        if deleted:
             logger.info(
                 "deleted %d evidence snapshot(s): older than %d days, or used by no alert "
                 "and older than %d h",
-                evidence,
+                deleted,
                 days,
                 grace_h,
             )
         else:
             logger.debug("no evidence snapshot to delete (%d days, %d h unused)", days, grace_h)
-        if ledger:
+        return deleted
+
+    def _purge_ledger(self, now: datetime) -> int:
+        days = self.settings.ledger_retention_days
+        purge = self.state.purge_ledger(
+            now - timedelta(days=days) - LEDGER_PURGE_MARGIN,
+            after=self._ledger_resume or "",
+            budget_s=LEDGER_PURGE_BUDGET_S,
+        )
+        self._ledger_resume = purge.resume_after
+        if purge.deleted:
             logger.info(
-                "the dedup ledger forgot %d fact(s) observed more than %d days ago",
-                ledger,
-                ledger_days + LEDGER_PURGE_MARGIN.days,
+                "the dedup ledger forgot %d fact(s) observed more than %d days ago%s",
+                purge.deleted,
+                days + LEDGER_PURGE_MARGIN.days,
+                "" if purge.resume_after is None else " (more at the next tick)",
             )
-        return Housekeeping(evidence=evidence, ledger=ledger)
+        return purge.deleted
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop everything (idempotent). Unacknowledged facts stay with the broker."""

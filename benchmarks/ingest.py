@@ -264,20 +264,33 @@ def one_round(
 ) -> Iterator[tuple[str, float]]:
     """Each consumer's rate in turn, its stores in ``folder`` (VictoriaMetrics: skipped).
 
-    Client ids are new every round: a kept session of an earlier round was queued the
-    messages published since, which its next start would count (or ingest untimed).
+    Client ids are new every round, and each consumer's kept session is ended after its
+    run: a kept session of an earlier run is queued the messages published since, which
+    its next start would count (or ingest untimed).
     """
-    yield "bare_subscriber_msgs_per_s", bare_subscriber(port, messages, f"bench-bare-{folder.name}")
-    wire = bare_wire_subscriber(port, messages, f"bench-wire-{folder.name}")
-    yield "bare_wire_subscriber_msgs_per_s", wire
+    bare = f"bench-bare-{folder.name}"
+    yield "bare_subscriber_msgs_per_s", bare_subscriber(port, messages, bare)
+    forget_session(port, bare)
+    wire = f"bench-wire-{folder.name}"
+    yield "bare_wire_subscriber_msgs_per_s", bare_wire_subscriber(port, messages, wire)
+    forget_session(port, wire)
     sqlite_series = SqliteTimeSeriesStore(folder / "series.sqlite")
     yield "facts_per_s_sqlite", aggregator_rate(port, messages, sqlite_series, folder / "a.sqlite")
+    forget_session(port, f"bench-agg-{folder.name}-a")
     if vm is not None:
         store = LineProtocolStore(vm.url, flavour="victoriametrics")
-        yield (
-            "facts_per_s_victoriametrics",
-            aggregator_rate(port, messages, store, folder / "b.sqlite"),
-        )
+        rate = aggregator_rate(port, messages, store, folder / "b.sqlite")
+        forget_session(port, f"bench-agg-{folder.name}-b")
+        yield "facts_per_s_victoriametrics", rate
+
+
+def forget_session(port: int, client_id: str) -> None:
+    """End a consumer's kept session (a clean connect with its id), so that the broker
+    does not queue the next runs' messages for it."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect("127.0.0.1", port)
+    client.loop(0.5)
+    client.disconnect()
 
 
 CONSUMERS = {

@@ -19,6 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from aggregator.auth.roles import Role
+from aggregator.ingest import IngestOutcome
 from aggregator.service import AggregatorService
 from aggregator.settings import AggregatorSettings
 from hallwatch.contract import PostState, PresenceBody, PresenceFact, encode, fact_topic
@@ -30,8 +31,10 @@ EXAMPLES = int(os.environ.get("HALLWATCH_FUZZ_EXAMPLES", "8"))
 
 def _service() -> tuple[AggregatorService, str]:
     folder = Path(tempfile.mkdtemp(prefix="hallwatch-fuzz-"))
+    # ledger_retention_days: the facts below are dated 2026-11-02, accepted for years
     settings = AggregatorSettings(database_url=f"sqlite:///{folder / 'state.sqlite'}",
-                                  http_port=0, report_dir=folder / "reports")  # fmt: skip
+                                  http_port=0, report_dir=folder / "reports",
+                                  ledger_retention_days=3650)  # fmt: skip
     service = AggregatorService(settings, {HALL: build_hall(HALL)}, mqtt=False)
     service.state.create_all()
     service.users.add("fuzz-admin", role=Role.ADMIN)
@@ -40,7 +43,8 @@ def _service() -> tuple[AggregatorService, str]:
         at = t0.replace(minute=20 * i)
         body = PresenceBody(camera="c1", post="w1", window="1", state=state, since=at)
         fact = PresenceFact(hall=HALL, source="edge-1", ts=at, body=body)
-        service.ingestor.handle(fact_topic(HALL, "presence"), encode(fact))
+        stored = service.ingestor.handle(fact_topic(HALL, "presence"), encode(fact))
+        assert stored is IngestOutcome.STORED  # the routes are fuzzed with data behind them
     return service, service.users.issue_token("fuzz-admin", "fuzz").secret
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import aggregator.service as service_module
+import aggregator.store.state as state_module
 from aggregator.ingest import REJECTED, Ingestor, IngestOutcome, Message
 from aggregator.service import AggregatorService, Housekeeping
 from aggregator.settings import AggregatorSettings
@@ -114,8 +116,8 @@ def test_without_a_horizon_every_age_is_applied(stores: Stores) -> None:
 
 
 def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> None:
-    """With a 14-day retention: a 15-day-old fact is refused at once, its ledger row is
-    deleted a day later, and its redelivery after that is still refused, not applied."""
+    """With a 14-day retention: a fact is refused once 14 days old, its ledger row kept
+    until it is 15 days old, and its redelivery after that is still refused, not applied."""
     clock = Clock(NOW)
     settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
     service = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
@@ -135,6 +137,27 @@ def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> Non
     assert stores.state.seen_count(HALL) == 1
     assert ingest([old, new]) == [DEAD, DUPLICATE]  # forgotten, yet never applied twice
     assert stores.state.seen_count(HALL) == 1
+
+
+def test_a_ledger_far_behind_is_forgotten_a_slice_at_every_tick(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first purge after an upgrade may find months of rows: each tick deletes what
+    fits in its time budget (here: one chunk of two), the next tick goes on, not an hour
+    later; once done, the purge is hourly again."""
+    monkeypatch.setattr(service_module, "LEDGER_PURGE_BUDGET_S", 0.0)
+    monkeypatch.setattr(state_module, "LEDGER_PURGE_CHUNK", 2)
+    clock = Clock(NOW - timedelta(days=30))
+    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
+    service = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
+                                series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    old = [presence(clock.now + timedelta(minutes=k), f"w{k}") for k in range(1, 6)]
+    assert service.ingestor.handle_batch(old) == [STORED] * 5
+    tick = timedelta(seconds=1)
+    done = [service.housekeeping(NOW + k * tick) for k in range(4)]
+    assert done == [Housekeeping(evidence=0, ledger=2), Housekeeping(evidence=0, ledger=2),
+                    Housekeeping(evidence=0, ledger=1), None]  # fmt: skip
+    assert stores.state.seen_count(HALL) == 0
 
 
 @pytest.mark.parametrize(("days", "valid"), [(13, False), (14, True), (90, True),

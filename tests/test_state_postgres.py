@@ -34,7 +34,7 @@ from aggregator.cases.models import AnomalyTransition
 from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.store.evidence import get_evidence, purge_evidence, store_evidence
 from aggregator.store.migrate import target_metadata, upgrade
-from aggregator.store.state import Alert, PostStatus, SeenFact, StateStore
+from aggregator.store.state import Alert, LedgerPurge, PostStatus, SeenFact, StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
@@ -334,8 +334,9 @@ def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
 
 def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path: Path) -> None:
     """``purge_ledger`` deletes the rows of facts observed before the cut-off, in chunks
-    (a partial last chunk and an exact multiple both end it), and keeps the rest; a fact
-    observed at the cut-off stays."""
+    walked in id order (a partial last chunk and an exact multiple both end it; a spent
+    time budget stops it between chunks, to go on from the id it names), and keeps the
+    rest; a fact observed at the cut-off stays."""
     hall = build_hall("h-ledger")
     series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
     ingestor = Ingestor(state, series, {"h-ledger": hall})
@@ -352,10 +353,19 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
     try:
         ingestor.handle_batch([*new[:1], *old, *new[1:]])
         assert state.seen_count("h-ledger") == 9
-        assert state.purge_ledger(cut - timedelta(days=40), chunk=3) == 0
-        assert state.purge_ledger(cut, chunk=3) == 7  # chunks of 3, 3 and 1
+        assert state.purge_ledger(cut - timedelta(days=40), chunk=3) == LedgerPurge(0, None)
+        with state.read_session() as s:
+            old_ids = sorted(s.scalars(select(SeenFact.id).where(SeenFact.ts < cut)))
+        # no time left after each chunk: the walk stops and says where to go on
+        first = state.purge_ledger(cut, chunk=3, budget_s=0)
+        assert first == LedgerPurge(3, old_ids[2])
+        assert state.purge_ledger(cut, after=old_ids[2], chunk=3, budget_s=0) == LedgerPurge(
+            3, old_ids[5]
+        )
+        assert state.purge_ledger(cut, after=old_ids[5], chunk=3) == LedgerPurge(1, None)
         assert state.seen_count("h-ledger") == 2
-        assert state.purge_ledger(cut + timedelta(days=1), chunk=1) == 1  # 1, then none
+        # a full last chunk, then an empty one
+        assert state.purge_ledger(cut + timedelta(days=1), chunk=1) == LedgerPurge(1, None)
         with state.read_session() as s:
             assert list(s.scalars(select(SeenFact.ts))) == [cut + timedelta(days=1)]
     finally:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -96,6 +98,20 @@ class Base(DeclarativeBase):
 
 LEDGER_PURGE_CHUNK = 500
 """Ledger rows deleted per write transaction by :meth:`StateStore.purge_ledger`."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPurge:
+    """What one run of :meth:`StateStore.purge_ledger` did.
+
+    Attributes:
+        deleted: Ledger rows deleted.
+        resume_after: The last id it looked at when its time budget ran out (pass it as
+            ``after`` to go on); None when it walked to the end of the ledger.
+    """
+
+    deleted: int
+    resume_after: str | None
 
 
 class SeenFact(Base):
@@ -421,33 +437,54 @@ class StateStore:
             session.flush()
             return row.id
 
-    def purge_ledger(self, before: datetime, *, chunk: int = LEDGER_PURGE_CHUNK) -> int:
+    def purge_ledger(
+        self,
+        before: datetime,
+        *,
+        after: str = "",
+        budget_s: float | None = None,
+        chunk: int | None = None,
+    ) -> LedgerPurge:
         """Delete the dedup ledger's rows of facts observed before ``before``.
 
-        The ids are found in a read transaction and deleted ``chunk`` at a time, each chunk
-        in a short write transaction of its own: ingest waits for one chunk at most, never
-        for a scan of the ledger (which has no index on time; ids made by
-        :func:`~hallwatch.contract.new_id` sort by time, so old rows are found first).
+        The ledger is walked in id order (its primary key; it has no index on time, which
+        every fact would pay for at ingest): each chunk's ids are found in a read
+        transaction and deleted in a short write transaction of their own, so ingest waits
+        for one chunk at most. A run that uses up ``budget_s`` stops between chunks and
+        says where to go on.
 
         Args:
             before: Facts observed before this are forgotten.
-            chunk: Rows per delete (well under every database's bound-parameter limit).
+            after: Start after this id (where an earlier run stopped); "" from the start.
+            budget_s: Seconds after which no further chunk is started (None: no limit).
+            chunk: Rows per delete (default :data:`LEDGER_PURGE_CHUNK`; well under every
+                database's bound-parameter limit).
 
         Returns:
-            How many rows were deleted.
+            How many rows were deleted, and where the walk stopped (None: at the end).
         """
+        size = chunk or LEDGER_PURGE_CHUNK
+        started = time.monotonic()
         deleted = 0
         while True:
             with self.read_session() as session:
-                query = select(SeenFact.id).where(SeenFact.ts < before).limit(chunk)
+                query = (
+                    select(SeenFact.id)
+                    .where(SeenFact.id > after, SeenFact.ts < before)
+                    .order_by(SeenFact.id)
+                    .limit(size)
+                )
                 ids = list(session.scalars(query))
             if ids:
                 forget = delete(SeenFact).where(SeenFact.id.in_(ids))
                 with self.session() as session:  # another replica may delete some first
                     done = session.execute(forget, execution_options={"synchronize_session": False})
                 deleted += cast(CursorResult[Any], done).rowcount
-            if len(ids) < chunk:
-                return deleted
+                after = ids[-1]
+            if len(ids) < size:
+                return LedgerPurge(deleted, None)
+            if budget_s is not None and time.monotonic() - started >= budget_s:
+                return LedgerPurge(deleted, after)
 
     # -- reads --------------------------------------------------------------------------
 
