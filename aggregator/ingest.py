@@ -311,6 +311,9 @@ class Ingestor:
         self.max_age = max_age
         self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
         self._topics: dict[str, _TopicName] = {}
+        self.newest_fact_ts: datetime | None = None
+        """The newest time of a fact this ingestor stored (None: none yet): the edges'
+        clocks, which the ledger's purge checks the aggregator's own against."""
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
         """Ingest one message (a batch of one: see :meth:`handle_batch`).
@@ -504,8 +507,13 @@ class Ingestor:
             raise
         for pending in fresh:
             outcomes[pending.index] = IngestOutcome.STORED
-        for ts, count in collections.Counter(p.fact.ts for p in fresh).items():
+        lags = collections.Counter(p.fact.ts for p in fresh)
+        for ts, count in lags.items():
             observe_many(LAG, max(0.0, (now - ts).total_seconds()), count)
+        if lags:
+            newest = max(lags)
+            if self.newest_fact_ts is None or newest > self.newest_fact_ts:
+                self.newest_fact_ts = newest
         self._after_commit(effects, now)
 
     @staticmethod

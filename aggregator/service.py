@@ -436,9 +436,15 @@ class AggregatorService:
         return deleted
 
     def _purge_ledger(self, now: datetime) -> int:
+        # Counted from the newest fact stored, when it is older than ``now``: a clock that
+        # jumps ahead must not make the ledger forget facts the ingest accepts again once
+        # the clock is right. No fact stored since start: nothing to check it against.
+        newest = self.ingestor.newest_fact_ts
+        if newest is None:
+            return 0
         days = self.settings.ledger_retention_days
         purge = self.state.purge_ledger(
-            now - timedelta(days=days) - LEDGER_PURGE_MARGIN,
+            min(now, newest) - timedelta(days=days) - LEDGER_PURGE_MARGIN,
             after=self._ledger_resume or "",
             budget_s=LEDGER_PURGE_BUDGET_S,
         )

@@ -115,28 +115,51 @@ def test_without_a_horizon_every_age_is_applied(stores: Stores) -> None:
     assert ingestor.handle_batch([presence(NOW - timedelta(days=3650))]) == [STORED]
 
 
+def _service(stores: Stores, clock: Clock) -> AggregatorService:
+    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
+    return AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
+                             series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+
+
 def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> None:
     """With a 14-day retention: a fact is refused once 14 days old, its ledger row kept
-    until it is 15 days old, and its redelivery after that is still refused, not applied."""
+    until it is 15 days old, and its redelivery after that is still refused, not applied.
+    The edges' newest fact (one a minute) keeps the purge's time."""
     clock = Clock(NOW)
-    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
-    service = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
-                                series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    service = _service(stores, clock)
     ingest = service.ingestor.handle_batch
     old, new = presence(NOW - timedelta(days=10), "w1"), presence(NOW - timedelta(days=1), "w2")
-    assert ingest([old, new]) == [STORED, STORED]
+    assert ingest([old, new, presence(NOW, "w3")]) == [STORED] * 3
     assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=0)
 
     clock.now = NOW + timedelta(days=5)  # ``old`` is 15 days old: refused, still remembered
-    assert ingest([old]) == [DEAD]
+    assert ingest([old, presence(clock.now, "w3")]) == [DEAD, STORED]
     assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=0)
-    assert stores.state.seen_count(HALL) == 2
+    assert stores.state.seen_count(HALL) == 4
 
     clock.now = NOW + timedelta(days=5, hours=1, seconds=1)  # over a day past the horizon
+    assert ingest([presence(clock.now, "w3")]) == [STORED]
     assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=1)
-    assert stores.state.seen_count(HALL) == 1
+    assert stores.state.seen_count(HALL) == 4
     assert ingest([old, new]) == [DEAD, DUPLICATE]  # forgotten, yet never applied twice
-    assert stores.state.seen_count(HALL) == 1
+    assert stores.state.seen_count(HALL) == 4
+
+
+def test_a_clock_that_jumps_ahead_does_not_empty_the_ledger(stores: Stores) -> None:
+    """The purge counts from the newest fact stored when the clock is ahead of it: a
+    clock 200 days fast forgets nothing the edges' own times keep; with no fact stored
+    since start there is nothing to check the clock against, and nothing is purged."""
+    earlier_run = Ingestor(stores.state, stores.series, {HALL: build_hall(HALL)},
+                           clock=Clock(NOW - timedelta(days=5)))  # fmt: skip
+    facts = [presence(NOW - timedelta(days=d), f"w{d}") for d in (16, 14)]
+    assert earlier_run.handle_batch(facts) == [STORED] * 2
+    clock = Clock(NOW)
+    service = _service(stores, clock)
+    assert service.housekeeping(NOW + timedelta(days=200)) == Housekeeping(0, 0)
+    assert service.ingestor.handle_batch([presence(NOW, "w1")]) == [STORED]
+    # an hour later, the clock 200 days fast: only the 16-day-old fact goes
+    assert service.housekeeping(NOW + timedelta(days=200, hours=1)) == Housekeeping(0, 1)
+    assert stores.state.seen_count(HALL) == 2
 
 
 def test_a_ledger_far_behind_is_forgotten_a_slice_at_every_tick(
@@ -148,16 +171,16 @@ def test_a_ledger_far_behind_is_forgotten_a_slice_at_every_tick(
     monkeypatch.setattr(service_module, "LEDGER_PURGE_BUDGET_S", 0.0)
     monkeypatch.setattr(state_module, "LEDGER_PURGE_CHUNK", 2)
     clock = Clock(NOW - timedelta(days=30))
-    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
-    service = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
-                                series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    service = _service(stores, clock)
     old = [presence(clock.now + timedelta(minutes=k), f"w{k}") for k in range(1, 6)]
     assert service.ingestor.handle_batch(old) == [STORED] * 5
+    clock.now = NOW
+    assert service.ingestor.handle_batch([presence(NOW, "w9")]) == [STORED]
     tick = timedelta(seconds=1)
     done = [service.housekeeping(NOW + k * tick) for k in range(4)]
     assert done == [Housekeeping(evidence=0, ledger=2), Housekeeping(evidence=0, ledger=2),
                     Housekeeping(evidence=0, ledger=1), None]  # fmt: skip
-    assert stores.state.seen_count(HALL) == 0
+    assert stores.state.seen_count(HALL) == 1
 
 
 @pytest.mark.parametrize(("days", "valid"), [(13, False), (14, True), (90, True),
