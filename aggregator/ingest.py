@@ -254,9 +254,14 @@ def _check_age(fact: Fact, oldest: datetime) -> None:
         raise _RejectError(
             "too_old",
             f"fact {fact.id} observed at {fact.ts.isoformat()}, before the dedup ledger's "
-            f"horizon {oldest.isoformat()} (HALLWATCH_LEDGER_RETENTION_DAYS): not applied",
+            f"horizon {oldest.isoformat()} (HALLWATCH_LEDGER_RETENTION_DAYS, or how far the "
+            "ledger was purged): not applied",
         )
 
+
+HORIZON_READ_EVERY_S = 60.0
+"""How often an ingestor reads how far the ledger was purged (another replica, with a
+shorter retention, may have purged it further than this one's retention reaches)."""
 
 _REQUIRED_ON_WIRE = frozenset({"id", "ts", "schema_version"})
 """Envelope fields the contract defaults but every received fact must carry."""
@@ -280,9 +285,10 @@ class Ingestor:
             only stored as series).
         clock: Source of "now" (tests pass a fake one).
         max_age: How long the dedup ledger remembers a fact, counted from its time
-            (``ledger_retention_days``; None: for ever). A fact observed longer ago is
-            dead-lettered as ``too_old``: its ledger row may have been purged, so a
-            redelivery of it could be applied twice.
+            (``ledger_retention_days``; None: for ever, and the purge's horizon is not
+            read). A fact observed longer ago, or before how far the ledger was purged, is
+            dead-lettered as ``too_old``: its ledger row may be gone, so a redelivery of
+            it could be applied twice.
     """
 
     def __init__(
@@ -311,6 +317,8 @@ class Ingestor:
         self.max_age = max_age
         self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
         self._topics: dict[str, _TopicName] = {}
+        self._forgotten_before: datetime | None = None
+        self._forgotten_read_at: float | None = None
         self.newest_fact_ts: datetime | None = None
         """The newest time of a fact this ingestor stored (None: none yet): the edges'
         clocks, which the ledger's purge checks the aggregator's own against."""
@@ -360,7 +368,7 @@ class Ingestor:
         outcomes: list[IngestOutcome | None] = [None] * len(messages)
         facts: list[_Pending] = []
         rejected: list[tuple[int, Incoming, _RejectError]] = []
-        oldest = None if self.max_age is None else self.clock() - self.max_age
+        oldest = self._oldest_accepted()
         try:
             for i, message in enumerate(messages):
                 try:
@@ -391,6 +399,22 @@ class Ingestor:
                 MESSAGES.labels(name).inc(count)
             BATCH.observe(len(messages))
         return [o if o is not None else IngestOutcome.DEAD_LETTERED for o in outcomes]
+
+    def _oldest_accepted(self) -> datetime | None:
+        """The oldest fact time accepted now: ``max_age`` ago, or how far the ledger was
+        purged (:meth:`StateStore.ledger_horizon`, read at most every
+        :data:`HORIZON_READ_EVERY_S`) if that is later; None without ``max_age``."""
+        if self.max_age is None:
+            return None
+        oldest = self.clock() - self.max_age
+        read_at = time.monotonic()
+        if self._forgotten_read_at is None or read_at - self._forgotten_read_at >= (
+            HORIZON_READ_EVERY_S
+        ):
+            self._forgotten_before = self.state.ledger_horizon()
+            self._forgotten_read_at = read_at
+        forgotten = self._forgotten_before
+        return oldest if forgotten is None or forgotten <= oldest else forgotten
 
     def dead_letter(self, topic: str, payload: bytes, reason: str, category: str) -> None:
         """Keep a message that cannot be ingested (without its snapshot's image: see

@@ -145,6 +145,31 @@ def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> Non
     assert stores.state.seen_count(HALL) == 4
 
 
+def test_a_retention_raised_after_a_purge_still_refuses_what_was_forgotten(
+    stores: Stores,
+) -> None:
+    """A 14-day aggregator purged the ledger; restarted with 90 days, it accepts a fact
+    20 days old that was never seen, but not one older than how far the ledger was purged,
+    whose row may be gone."""
+    clock = Clock(NOW)
+    service = _service(stores, clock)
+    forgotten = presence(NOW - timedelta(days=10), "w1")
+    assert service.ingestor.handle_batch([forgotten]) == [STORED]
+    clock.now = NOW + timedelta(days=10)
+    assert service.ingestor.handle_batch([presence(clock.now, "w2")]) == [STORED]
+    assert service.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=1)
+    purged_to = clock.now - timedelta(days=15)
+    assert stores.state.ledger_horizon() == purged_to
+
+    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=90)
+    restarted = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
+                                  series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    late = presence(purged_to + timedelta(seconds=1), "w3")  # 15 days old, never seen
+    assert restarted.ingestor.handle_batch([forgotten, late]) == [DEAD, STORED]
+    (letter,) = stores.state.dead_letters()
+    assert f"horizon {purged_to.isoformat()}" in letter.reason
+
+
 def test_a_clock_that_jumps_ahead_does_not_empty_the_ledger(stores: Stores) -> None:
     """The purge counts from the newest fact stored when the clock is ahead of it: a
     clock 200 days fast forgets nothing the edges' own times keep; with no fact stored

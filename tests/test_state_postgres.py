@@ -336,7 +336,8 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
     """``purge_ledger`` deletes the rows of facts observed before the cut-off, in chunks
     walked in id order (a partial last chunk and an exact multiple both end it; a spent
     time budget stops it between chunks, to go on from the id it names), and keeps the
-    rest; a fact observed at the cut-off stays."""
+    rest; a fact observed at the cut-off stays. How far it was purged is recorded first
+    and never moves back."""
     hall = build_hall("h-ledger")
     series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
     ingestor = Ingestor(state, series, {"h-ledger": hall})
@@ -353,7 +354,9 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
     try:
         ingestor.handle_batch([*new[:1], *old, *new[1:]])
         assert state.seen_count("h-ledger") == 9
+        assert state.ledger_horizon() is None
         assert state.purge_ledger(cut - timedelta(days=40), chunk=3) == LedgerPurge(0, None)
+        assert state.ledger_horizon() == cut - timedelta(days=40)
         with state.read_session() as s:
             old_ids = sorted(s.scalars(select(SeenFact.id).where(SeenFact.ts < cut)))
         # no time left after each chunk: the walk stops and says where to go on
@@ -368,5 +371,9 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
         assert state.purge_ledger(cut + timedelta(days=1), chunk=1) == LedgerPurge(1, None)
         with state.read_session() as s:
             assert list(s.scalars(select(SeenFact.ts))) == [cut + timedelta(days=1)]
+        # how far it was purged, which never moves back
+        assert state.ledger_horizon() == cut + timedelta(days=1)
+        state.purge_ledger(cut)
+        assert state.ledger_horizon() == cut + timedelta(days=1)
     finally:
         series.close()

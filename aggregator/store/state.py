@@ -41,6 +41,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import CursorResult, Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -131,6 +132,19 @@ class SeenFact(Base):
     kind: Mapped[str] = mapped_column(String(32))
     ts: Mapped[datetime]
     received_at: Mapped[datetime]
+
+
+class LedgerHorizon(Base):
+    """How far the dedup ledger was purged: one row (``id`` 1; migration 0008).
+
+    :meth:`StateStore.purge_ledger` moves it forward before deleting anything; the ingest
+    refuses facts observed before it, whatever its own retention says.
+    """
+
+    __tablename__ = "ledger_horizon"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    forgotten_before: Mapped[datetime]
 
 
 class PostStatus(Base):
@@ -465,6 +479,7 @@ class StateStore:
         """
         size = chunk or LEDGER_PURGE_CHUNK
         started = time.monotonic()
+        self._advance_ledger_horizon(before)
         deleted = 0
         while True:
             with self.read_session() as session:
@@ -485,6 +500,29 @@ class StateStore:
                 return LedgerPurge(deleted, None)
             if budget_s is not None and time.monotonic() - started >= budget_s:
                 return LedgerPurge(deleted, after)
+
+    def _advance_ledger_horizon(self, before: datetime) -> None:
+        """Record that facts observed before ``before`` are being forgotten (it never moves
+        back; replicas inserting the first row at once: the loser updates it)."""
+        for attempt in (1, 2):
+            try:
+                with self.session() as session:
+                    row = session.get(LedgerHorizon, 1, with_for_update=True)
+                    if row is None:
+                        session.add(LedgerHorizon(id=1, forgotten_before=before))
+                    elif row.forgotten_before < before:
+                        row.forgotten_before = before
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def ledger_horizon(self) -> datetime | None:
+        """How far the dedup ledger was purged: facts observed before it are forgotten
+        (None: never purged)."""
+        with self.read_session() as session:
+            row = session.get(LedgerHorizon, 1)
+            return None if row is None else row.forgotten_before
 
     # -- reads --------------------------------------------------------------------------
 
