@@ -320,8 +320,9 @@ class Ingestor:
         self._forgotten_before: datetime | None = None
         self._forgotten_read_at: float | None = None
         self.newest_fact_ts: datetime | None = None
-        """The newest time of a fact this ingestor stored (None: none yet): the edges'
-        clocks, which the ledger's purge checks the aggregator's own against."""
+        """The newest time of a fact this ingestor stored, at most the time it was stored
+        (None: none yet): the edges' clocks, which the ledger's purge checks the
+        aggregator's own against."""
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
         """Ingest one message (a batch of one: see :meth:`handle_batch`).
@@ -368,8 +369,8 @@ class Ingestor:
         outcomes: list[IngestOutcome | None] = [None] * len(messages)
         facts: list[_Pending] = []
         rejected: list[tuple[int, Incoming, _RejectError]] = []
-        oldest = self._oldest_accepted()
         try:
+            oldest = self._oldest_accepted()
             for i, message in enumerate(messages):
                 try:
                     routed = self._route(message.topic, message.payload)
@@ -535,7 +536,7 @@ class Ingestor:
         for ts, count in lags.items():
             observe_many(LAG, max(0.0, (now - ts).total_seconds()), count)
         if lags:
-            newest = max(lags)
+            newest = min(max(lags), now)  # an edge whose clock is ahead proves nothing
             if self.newest_fact_ts is None or newest > self.newest_fact_ts:
                 self.newest_fact_ts = newest
         self._after_commit(effects, now)

@@ -410,9 +410,10 @@ class AggregatorService:
         if not due and self._ledger_resume is None:
             return None
         evidence = self._purge_evidence(now) if due else 0
-        if due:
+        ledger = self._purge_ledger(now)
+        if due:  # after both: a failed purge is tried again at the next tick
             self._purged_at = now
-        return Housekeeping(evidence=evidence, ledger=self._purge_ledger(now))
+        return Housekeeping(evidence=evidence, ledger=ledger)
 
     def _purge_evidence(self, now: datetime) -> int:
         days = self.settings.evidence_retention_days

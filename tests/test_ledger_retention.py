@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import aggregator.ingest as ingest_module
 import aggregator.service as service_module
 import aggregator.store.state as state_module
 from aggregator.ingest import REJECTED, Ingestor, IngestOutcome, Message
@@ -168,6 +169,26 @@ def test_a_retention_raised_after_a_purge_still_refuses_what_was_forgotten(
     assert restarted.ingestor.handle_batch([forgotten, late]) == [DEAD, STORED]
     (letter,) = stores.state.dead_letters()
     assert f"horizon {purged_to.isoformat()}" in letter.reason
+
+
+def test_another_replicas_purge_is_read_again(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas of one database, set to 14 and 90 days: what the first forgets, the
+    second refuses once it reads again how far the ledger was purged (at most every
+    ``HORIZON_READ_EVERY_S``; here at every batch)."""
+    monkeypatch.setattr(ingest_module, "HORIZON_READ_EVERY_S", 0.0)
+    clock = Clock(NOW)
+    short = _service(stores, clock)
+    settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=90)
+    long = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
+                             series=stores.series, mqtt=False, clock=clock)  # fmt: skip
+    forgotten = presence(NOW - timedelta(days=10), "w1")
+    assert long.ingestor.handle_batch([forgotten]) == [STORED]
+    clock.now = NOW + timedelta(days=10)
+    assert short.ingestor.handle_batch([presence(clock.now, "w2")]) == [STORED]
+    assert short.housekeeping(clock.now) == Housekeeping(evidence=0, ledger=1)
+    assert long.ingestor.handle_batch([forgotten]) == [DEAD]
 
 
 def test_a_clock_that_jumps_ahead_does_not_empty_the_ledger(stores: Stores) -> None:

@@ -333,11 +333,11 @@ def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
 
 
 def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path: Path) -> None:
-    """``purge_ledger`` deletes the rows of facts observed before the cut-off, in chunks
-    walked in id order (a partial last chunk and an exact multiple both end it; a spent
-    time budget stops it between chunks, to go on from the id it names), and keeps the
-    rest; a fact observed at the cut-off stays. How far it was purged is recorded first
-    and never moves back."""
+    """``purge_ledger`` walks the ledger in id order, a window of rows at a time, and
+    deletes the rows of facts observed before the cut-off in chunks (a spent time budget
+    stops it after a window or a chunk, to go on from the id it names; a short window,
+    or an exact one and then an empty one, ends it), and keeps the rest; a fact observed
+    at the cut-off stays. How far it was purged is recorded and never moves back."""
     hall = build_hall("h-ledger")
     series = SqliteTimeSeriesStore(tmp_path / "series.sqlite")
     ingestor = Ingestor(state, series, {"h-ledger": hall})
@@ -359,6 +359,11 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
         assert state.ledger_horizon() == cut - timedelta(days=40)
         with state.read_session() as s:
             old_ids = sorted(s.scalars(select(SeenFact.id).where(SeenFact.ts < cut)))
+            all_ids = sorted(s.scalars(select(SeenFact.id)))
+        # a step reads ``scan`` rows, old or not: the walk stops after it, out of time
+        early = cut - timedelta(days=40)
+        assert state.purge_ledger(early, scan=4, budget_s=0) == LedgerPurge(0, all_ids[3])
+        assert state.purge_ledger(early, after=all_ids[3], scan=4) == LedgerPurge(0, None)
         # no time left after each chunk: the walk stops and says where to go on
         first = state.purge_ledger(cut, chunk=3, budget_s=0)
         assert first == LedgerPurge(3, old_ids[2])
@@ -367,8 +372,8 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
         )
         assert state.purge_ledger(cut, after=old_ids[5], chunk=3) == LedgerPurge(1, None)
         assert state.seen_count("h-ledger") == 2
-        # a full last chunk, then an empty one
-        assert state.purge_ledger(cut + timedelta(days=1), chunk=1) == LedgerPurge(1, None)
+        # a window of exactly ``scan`` rows, then an empty one
+        assert state.purge_ledger(cut + timedelta(days=1), scan=2) == LedgerPurge(1, None)
         with state.read_session() as s:
             assert list(s.scalars(select(SeenFact.ts))) == [cut + timedelta(days=1)]
         # how far it was purged, which never moves back

@@ -99,6 +99,8 @@ class Base(DeclarativeBase):
 
 LEDGER_PURGE_CHUNK = 500
 """Ledger rows deleted per write transaction by :meth:`StateStore.purge_ledger`."""
+LEDGER_SCAN_ROWS = 20_000
+"""Ledger rows :meth:`StateStore.purge_ledger` reads per step (a few milliseconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,47 +460,62 @@ class StateStore:
         after: str = "",
         budget_s: float | None = None,
         chunk: int | None = None,
+        scan: int | None = None,
     ) -> LedgerPurge:
         """Delete the dedup ledger's rows of facts observed before ``before``.
 
         The ledger is walked in id order (its primary key; it has no index on time, which
-        every fact would pay for at ingest): each chunk's ids are found in a read
-        transaction and deleted in a short write transaction of their own, so ingest waits
-        for one chunk at most. A run that uses up ``budget_s`` stops between chunks and
-        says where to go on.
+        every fact would pay for at ingest), ``scan`` rows at a time: the old ids of each
+        window are found in a read transaction and deleted ``chunk`` at a time, each in a
+        short write transaction of its own, so ingest waits for one chunk at most. Every
+        step is bounded (a window read, a chunk deleted), and a run that has used up
+        ``budget_s`` stops after the step it is in and says where to go on. How far the
+        ledger is purged is recorded first (:meth:`ledger_horizon`).
 
         Args:
             before: Facts observed before this are forgotten.
             after: Start after this id (where an earlier run stopped); "" from the start.
-            budget_s: Seconds after which no further chunk is started (None: no limit).
+            budget_s: Seconds after which no further step is started (None: no limit).
             chunk: Rows per delete (default :data:`LEDGER_PURGE_CHUNK`; well under every
                 database's bound-parameter limit).
+            scan: Rows per window read (default :data:`LEDGER_SCAN_ROWS`).
 
         Returns:
             How many rows were deleted, and where the walk stopped (None: at the end).
         """
         size = chunk or LEDGER_PURGE_CHUNK
+        rows = scan or LEDGER_SCAN_ROWS
         started = time.monotonic()
+
+        def spent() -> bool:
+            return budget_s is not None and time.monotonic() - started >= budget_s
+
         self._advance_ledger_horizon(before)
         deleted = 0
         while True:
+            window = (
+                select(SeenFact.id, SeenFact.ts)
+                .where(SeenFact.id > after)
+                .order_by(SeenFact.id)
+                .limit(rows)
+                .subquery()
+            )
             with self.read_session() as session:
-                query = (
-                    select(SeenFact.id)
-                    .where(SeenFact.id > after, SeenFact.ts < before)
-                    .order_by(SeenFact.id)
-                    .limit(size)
-                )
-                ids = list(session.scalars(query))
-            if ids:
-                forget = delete(SeenFact).where(SeenFact.id.in_(ids))
+                seen, last = session.execute(select(func.count(), func.max(window.c.id))).one()
+                old = list(session.scalars(select(window.c.id).where(window.c.ts < before)))
+            old.sort()
+            for start in range(0, len(old), size):
+                part = old[start : start + size]
+                forget = delete(SeenFact).where(SeenFact.id.in_(part))
                 with self.session() as session:  # another replica may delete some first
                     done = session.execute(forget, execution_options={"synchronize_session": False})
                 deleted += cast(CursorResult[Any], done).rowcount
-                after = ids[-1]
-            if len(ids) < size:
+                if start + size < len(old) and spent():
+                    return LedgerPurge(deleted, part[-1])
+            if seen < rows:
                 return LedgerPurge(deleted, None)
-            if budget_s is not None and time.monotonic() - started >= budget_s:
+            after = last
+            if spent():
                 return LedgerPurge(deleted, after)
 
     def _advance_ledger_horizon(self, before: datetime) -> None:
