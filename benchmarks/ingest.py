@@ -15,11 +15,15 @@ VictoriaMetrics serves them all):
    client, the issue's reference;
 2. a bare :class:`~aggregator.mqtt_wire.subscriber.FactSubscriber` (the aggregator's own
    reader, acknowledging each read at once): what the broker and the wire can deliver;
-3. the aggregator's ingest (``MqttIngest`` → ``Ingestor``: validate, dedup ledger,
-   time-series points, post state, off-post rule) on SQLite state + the embedded SQLite
-   time-series store, with the garbage collector tuned as the ``hallwatch aggregator``
-   process tunes it (``aggregator/runtime.py``; the bare subscribers keep Python's
-   defaults, as a plain client script would);
+3. the aggregator's ingest as ``hallwatch aggregator`` wires it
+   (:class:`~aggregator.service.AggregatorService`, not started: ``MqttIngest`` → its
+   ``Ingestor`` with the off-post, device and zone rules, the 异常办件 register, the
+   ledger's retention and the alert sinks and routing: validate, dedup ledger,
+   time-series points, post state, alerts opened and resolved) on SQLite state + the
+   embedded SQLite time-series store, with the garbage collector tuned as that process
+   tunes it (``aggregator/runtime.py``; the bare subscribers keep Python's defaults, as a
+   plain client script would). Every post is staffed for five minutes and away for five,
+   so the off-post clocks start and stop as the facts go;
 4. the same with the time series in a real VictoriaMetrics (``LineProtocolStore``).
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
@@ -56,10 +60,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aggregator.ingest import Ingestor  # noqa: E402
 from aggregator.mqtt_ingest import MqttIngest  # noqa: E402
 from aggregator.mqtt_wire.subscriber import FactSubscriber, Received, WireOptions  # noqa: E402
 from aggregator.runtime import restore_gc, tune_gc  # noqa: E402
+from aggregator.service import AggregatorService  # noqa: E402
 from aggregator.settings import AggregatorSettings  # noqa: E402
 from aggregator.store.line_protocol import LineProtocolStore  # noqa: E402
 from aggregator.store.state import StateStore  # noqa: E402
@@ -209,10 +213,18 @@ def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, d
         mqtt_client_id=f"bench-agg-{db.parent.name}-{db.stem}",
         mqtt_protocol="3.1.1",
         http_port=0,
+        ledger_retention_days=3650,  # the facts are dated T0 (a Monday morning), for years
     )
     state = StateStore(settings.database_url)
     state.create_all()
-    ingestor = Ingestor(state, series, {HALL: hall_config()})  # type: ignore[dict-item]
+    service = AggregatorService(
+        settings,
+        {HALL: hall_config()},  # type: ignore[dict-item]
+        state=state,
+        series=series,
+        mqtt=False,
+    )
+    ingestor = service.ingestor
     ingest = MqttIngest(settings, ingestor)
     ingest.start()
     ingest.wait_connected(10)

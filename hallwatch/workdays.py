@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 _WEEKDAYS = frozenset(range(5))
 _warned_years: set[int] = set()
 _warn_lock = threading.Lock()
+_DETAILS_MAX = 4096
+"""Dates a :class:`WorkCalendar` remembers the national calendar's word on (emptied when
+full)."""
 
 
 class WorkCalendar:
@@ -59,6 +62,7 @@ class WorkCalendar:
         self.working_days = frozenset(working_days)
         self.open_weekdays = frozenset(open_weekdays)
         self.national = national
+        self._details: dict[date, tuple[bool, str | None] | None] = {}
 
     def national_status(self, day: date) -> bool | None:
         """Whether ``day`` is a national working day; ``None`` if the year is not covered."""
@@ -77,8 +81,22 @@ class WorkCalendar:
         return bool(detail[0])
 
     def _detail(self, day: date) -> tuple[bool, str | None] | None:
+        """The national calendar's word on ``day``, remembered: the package takes tens of
+        microseconds a date, and the supervision clocks ask for the same few dates again
+        and again (service time of every absent post, after every batch of facts)."""
         if not self.national:
             return None
+        try:
+            return self._details[day]
+        except KeyError:
+            pass
+        if len(self._details) >= _DETAILS_MAX:
+            self._details.clear()
+        detail = self._details[day] = self._national_detail(day)
+        return detail
+
+    @staticmethod
+    def _national_detail(day: date) -> tuple[bool, str | None] | None:
         try:
             is_holiday, name = chinese_calendar.get_holiday_detail(day)
             return bool(is_holiday), name

@@ -28,7 +28,7 @@ import pytest
 
 from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
-from aggregator.ingest import Ingestor, IngestOutcome
+from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.rules.off_post import OffPostRule
 from aggregator.store.state import Alert, StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
@@ -294,3 +294,29 @@ def test_alert_message_fields(harness_factory: Callable[[HallConfig], Harness]) 
     assert msg.start == t("10:00") and msg.end is None
     assert "离岗" in msg.message and "1号窗口" in msg.message
     assert h.rule.evaluate(t("10:11")) == []
+
+
+def test_two_absences_in_one_batch_after_an_open_alert(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    """One batch: back at 10:20 (the open alert ends then), away again at 10:21 and back
+    at 10:40 (a second absence past the threshold, recorded resolved). The rule reads the
+    post's open alert without flushing the batch: the alert resolved by the first change
+    is still open in the database, and must not be resolved again by the second."""
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 off w1")
+    h.step("10:10 eval")  # opens the alert
+
+    def change(at: str, state: PostState) -> Message:
+        body = PresenceBody(camera="c1", post="w1", state=state, since=t(at))
+        fact = PresenceFact(hall=HALL, source=SOURCE, ts=t(at), body=body)
+        return Message(fact_topic(HALL, "presence"), encode(fact))
+
+    h.now = t("10:41")
+    batch = [change("10:20", PostState.ON_POST), change("10:21", PostState.OFF_POST),
+             change("10:40", PostState.ON_POST)]  # fmt: skip
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED] * 3
+    assert h.alerts() == [  # post, state, start, end, opened at
+        ("w1", "resolved", "10:00", "10:20", "10:10"),
+        ("w1", "resolved", "10:21", "10:40", "10:41"),
+    ]

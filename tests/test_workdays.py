@@ -1,5 +1,6 @@
 """Working-day deadlines of 异常办件 (docs/cases.md §4): national holidays, make-up days,
-a hall's own dates, and a year the national calendar does not cover."""
+a hall's own dates, and a year the national calendar does not cover; the calendar's and
+a hall's hours remembered per date."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import hallwatch.config.hours as hours_module
 from aggregator.cases.lifecycle import deadline
 from hallwatch import workdays
+from hallwatch.config.hours import DayHours, ServiceHoursConfig
 from hallwatch.workdays import WorkCalendar
 from tests.conftest import build_hall
 
@@ -84,3 +87,53 @@ def test_calendar_local_dates_beat_the_fallback() -> None:
     assert not cal.is_working_day(date(2027, 1, 4))  # a Monday off
     assert cal.is_working_day(date(2027, 1, 9))  # a Saturday on
     assert cal.add_working_days(date(2027, 1, 1), 2) == date(2027, 1, 6)
+
+
+def test_the_national_calendar_is_asked_once_a_date_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The package takes tens of microseconds a date and the supervision clocks ask for
+    the same dates after every batch: a calendar remembers its answers, a bounded number
+    of dates (emptied when full)."""
+    asked: list[date] = []
+    real = workdays.chinese_calendar.get_holiday_detail
+
+    def counting(day: date) -> tuple[bool, str | None]:
+        asked.append(day)
+        return real(day)
+
+    monkeypatch.setattr(workdays.chinese_calendar, "get_holiday_detail", counting)
+    monkeypatch.setattr(workdays, "_DETAILS_MAX", 2)
+    cal = WorkCalendar()
+    oct1, oct10, nov2 = date(2026, 10, 1), date(2026, 10, 10), date(2026, 11, 2)
+    assert [cal.national_holiday(d) for d in (oct1, oct10, oct1, oct10)] == [
+        True, False, True, False,
+    ]  # fmt: skip
+    assert asked == [oct1, oct10]
+    assert cal.national_holiday(nov2) is None  # a third date: the memory was full
+    assert cal.national_holiday(oct1) is True
+    assert asked == [oct1, oct10, nov2, oct1]
+
+
+def test_a_halls_hours_are_worked_out_once_a_date_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hours = build_hall().service_hours
+    asked: list[date] = []
+    real = ServiceHoursConfig._hours_on_day
+
+    def counting(self: ServiceHoursConfig, day: date) -> DayHours | None:
+        asked.append(day)
+        return real(self, day)
+
+    monkeypatch.setattr(ServiceHoursConfig, "_hours_on_day", counting)
+    monkeypatch.setattr(hours_module, "_HOURS_ON_MAX", 2)
+    oct1, nov2, nov7 = date(2026, 10, 1), date(2026, 11, 2), date(2026, 11, 7)
+    got = [hours.hours_on(d) for d in (oct1, nov2, oct1, nov2)]
+    assert got[0] is None and got[1] is not None and got[2:] == got[:2]  # holiday, Monday
+    assert asked == [oct1, nov2]
+    assert hours.hours_on(nov7) is None  # a Saturday, and the memory was full
+    assert hours.hours_on(nov2) == got[1]
+    assert asked == [oct1, nov2, nov7, nov2]
+    closed = hours.model_copy(update={"closed_dates": [nov2]})  # shares private attributes
+    assert closed.hours_on(nov2) is None and hours.hours_on(nov2) == got[1]

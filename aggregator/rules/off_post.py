@@ -274,13 +274,24 @@ class OffPostRule:
 
     @staticmethod
     def _open_alert(session: Session, hall: str, post: str) -> Alert | None:
+        """The post's open alert, as this transaction sees it.
+
+        Read without flushing the batch's changes first (a flush per presence change cost
+        more than the rest of the change): an alert resolved earlier in the transaction
+        is still open in the database until the commit, so the row is checked as held in
+        memory. Alerts added in the transaction are resolved ones (an open one is added
+        only by :meth:`evaluate`, in its own transaction), and the partial unique index
+        allows one open alert per post.
+        """
         stmt = select(Alert).where(
             Alert.hall == hall,
             Alert.post == post,
             Alert.kind == KIND,
             Alert.state == AlertState.OPEN.value,
         )
-        return session.scalars(stmt).first()
+        with session.no_autoflush:
+            alert = session.scalars(stmt).first()
+        return alert if alert is not None and alert.state == AlertState.OPEN.value else None
 
     @staticmethod
     def _already_alerted(session: Session, hall: str, post: str, start: datetime) -> bool:
@@ -293,8 +304,15 @@ class OffPostRule:
     def _observed(session: Session, row: PostStatus) -> bool:
         """Whether the post's camera and the edge reporting it are online (or unknown).
 
-        Only a camera device counts: another kind of device offline hides no post.
+        Only a camera device counts: another kind of device offline hides no post. Read
+        without a flush: device rows are flushed when they are added, and changes to rows
+        already loaded are seen in memory.
         """
+        with session.no_autoflush:
+            return OffPostRule._observed_now(session, row)
+
+    @staticmethod
+    def _observed_now(session: Session, row: PostStatus) -> bool:
         device = session.get(DeviceStatus, (row.hall, row.camera))
         if (
             device is not None

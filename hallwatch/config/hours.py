@@ -18,6 +18,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from hallwatch.config.errors import Loc, _Base, _raise_if
 from hallwatch.workdays import WorkCalendar
 
+_HOURS_ON_MAX = 4096
+"""Dates a :class:`ServiceHoursConfig` remembers the hours of (emptied when full)."""
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -136,6 +138,8 @@ class ServiceHoursConfig(_Base):
     )
 
     _calendar: WorkCalendar | None = PrivateAttr(default=None)
+    _hours_on: dict[date, DayHours | None] | None = PrivateAttr(default=None)
+    _hours_on_of: int = PrivateAttr(default=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceHoursConfig:
@@ -167,7 +171,21 @@ class ServiceHoursConfig(_Base):
         return cal
 
     def hours_on(self, day: date) -> DayHours | None:
-        """The hours that apply on a local date, or ``None`` if the hall is closed."""
+        """The hours that apply on a local date, or ``None`` if the hall is closed
+        (remembered per date, as :meth:`calendar` is: a config is not changed in place; a
+        copy, which shares its private attributes, remembers its own)."""
+        known = self._hours_on
+        if known is None or self._hours_on_of != id(self):
+            known = self._hours_on = {}
+            self._hours_on_of = id(self)
+        if day in known:
+            return known[day]
+        if len(known) >= _HOURS_ON_MAX:
+            known.clear()
+        hours = known[day] = self._hours_on_day(day)
+        return hours
+
+    def _hours_on_day(self, day: date) -> DayHours | None:
         if day in self.closed_dates:
             return None
         if day in self.working_dates:
