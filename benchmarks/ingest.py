@@ -23,7 +23,9 @@ VictoriaMetrics serves them all):
    embedded SQLite time-series store, with the garbage collector tuned as that process
    tunes it (``aggregator/runtime.py``; the bare subscribers keep Python's defaults, as a
    plain client script would). Every post is staffed for five minutes and away for five,
-   so the off-post clocks start and stop as the facts go;
+   so the off-post clocks start and stop as the facts go; the facts are dated T0, weeks
+   before the run, so each absence is past its threshold when judged and opens an alert
+   that its end closes, as in a backlog replayed after an outage;
 4. the same with the time series in a real VictoriaMetrics (``LineProtocolStore``).
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
