@@ -16,7 +16,8 @@ VictoriaMetrics serves them all):
 2. a bare :class:`~aggregator.mqtt_wire.subscriber.FactSubscriber` (the aggregator's own
    reader, acknowledging each read at once): what the broker and the wire can deliver;
 3. the aggregator's ingest as ``hallwatch aggregator`` wires it
-   (:class:`~aggregator.service.AggregatorService`, not started: ``MqttIngest`` → its
+   (:class:`~aggregator.service.AggregatorService`, not started, so no ticker, HTTP
+   server or MQTT alert publisher runs beside it: ``MqttIngest`` → its
    ``Ingestor`` with the off-post, device and zone rules, the 异常办件 register, the
    ledger's retention and the alert sinks and routing: validate, dedup ledger,
    time-series points, post state, alerts opened and resolved) on SQLite state + the

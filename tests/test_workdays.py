@@ -135,5 +135,10 @@ def test_a_halls_hours_are_worked_out_once_a_date_within_a_bound(
     assert hours.hours_on(nov7) is None  # a Saturday, and the memory was full
     assert hours.hours_on(nov2) == got[1]
     assert asked == [oct1, nov2, nov7, nov2]
-    closed = hours.model_copy(update={"closed_dates": [nov2]})  # shares private attributes
+    # a copy (pydantic would share the private attributes) works out its own, calendar too
+    closed = hours.model_copy(update={"closed_dates": [nov2]})
     assert closed.hours_on(nov2) is None and hours.hours_on(nov2) == got[1]
+    copy_of_copy = hours.model_copy().model_copy(update={"closed_dates": [nov2]})
+    assert copy_of_copy.hours_on(nov2) is None
+    local_only = hours.model_copy(update={"national_calendar": False})
+    assert local_only.hours_on(oct1) is not None  # a Thursday, no national holiday then

@@ -11,13 +11,14 @@ import itertools
 import re
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self, cast
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hallwatch.config.errors import Loc, _Base, _raise_if
 from hallwatch.workdays import WorkCalendar
 
+_UNKNOWN = object()
 _HOURS_ON_MAX = 4096
 """Dates a :class:`ServiceHoursConfig` remembers the hours of (emptied when full)."""
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
@@ -139,7 +140,20 @@ class ServiceHoursConfig(_Base):
 
     _calendar: WorkCalendar | None = PrivateAttr(default=None)
     _hours_on: dict[date, DayHours | None] | None = PrivateAttr(default=None)
-    _hours_on_of: int = PrivateAttr(default=0)
+
+    def __copy__(self) -> Self:
+        """A copy (``model_copy``, which may change fields) works out its own calendar and
+        hours: pydantic would share the original's private attributes."""
+        copied = super().__copy__()
+        copied._calendar = None
+        copied._hours_on = None
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = super().__deepcopy__(memo)
+        copied._calendar = None
+        copied._hours_on = None
+        return copied
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceHoursConfig:
@@ -173,17 +187,16 @@ class ServiceHoursConfig(_Base):
     def hours_on(self, day: date) -> DayHours | None:
         """The hours that apply on a local date, or ``None`` if the hall is closed
         (remembered per date, as :meth:`calendar` is: a config is not changed in place; a
-        copy, which shares its private attributes, remembers its own)."""
+        copy works out its own)."""
         known = self._hours_on
-        if known is None or self._hours_on_of != id(self):
+        if known is None:
             known = self._hours_on = {}
-            self._hours_on_of = id(self)
-        if day in known:
-            return known[day]
-        if len(known) >= _HOURS_ON_MAX:
-            known.clear()
-        hours = known[day] = self._hours_on_day(day)
-        return hours
+        hours = known.get(day, _UNKNOWN)
+        if hours is _UNKNOWN:
+            if len(known) >= _HOURS_ON_MAX:
+                known.clear()
+            hours = known[day] = self._hours_on_day(day)
+        return cast("DayHours | None", hours)
 
     def _hours_on_day(self, day: date) -> DayHours | None:
         if day in self.closed_dates:
