@@ -320,3 +320,36 @@ def test_two_absences_in_one_batch_after_an_open_alert(
         ("w1", "resolved", "10:00", "10:20", "10:10"),
         ("w1", "resolved", "10:21", "10:40", "10:41"),
     ]
+
+
+@pytest.mark.parametrize("camera_known", [False, True], ids=["new-device", "known-device"])
+def test_a_camera_going_offline_in_the_batch_of_an_absence(
+    harness_factory: Callable[[HallConfig], Harness], camera_known: bool
+) -> None:
+    """One batch: camera c1 goes offline at 10:05, post w1 is seen leaving at 10:04 (the
+    edge's last look) and the fact arrives after the camera's. The absence's clock is
+    paused from the start (the rule reads the camera's row without flushing the batch:
+    a new row is flushed when added, a known one is seen in memory), so no alert opens
+    while the camera is away; it is counted again from the camera's return."""
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 on w1")
+    if camera_known:
+        h.step("10:01 cam-on")
+
+    def message(fact: DeviceFact | PresenceFact, kind: str) -> Message:
+        return Message(fact_topic(HALL, kind), encode(fact))
+
+    off_cam = DeviceFact(hall=HALL, source=SOURCE, ts=t("10:05"),
+                         body=DeviceBody(device="c1", device_kind=DeviceKind.CAMERA,
+                                         state=DeviceState.OFFLINE))  # fmt: skip
+    away = PresenceFact(hall=HALL, source=SOURCE, ts=t("10:05:30"),
+                        body=PresenceBody(camera="c1", post="w1", state=PostState.OFF_POST,
+                                          since=t("10:04")))  # fmt: skip
+    h.now = t("10:06")
+    batch = [message(off_cam, "device"), message(away, "presence")]
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED] * 2
+    assert h.rule.evaluate(t("10:40")) == []  # 36 minutes away, none of them observed
+    h.step("10:50 cam-on")
+    assert h.rule.evaluate(t("10:59")) == []  # 9 observed minutes
+    (opened,) = h.rule.evaluate(t("11:01"))  # 11
+    assert opened.post == "w1" and opened.start == t("10:04")
