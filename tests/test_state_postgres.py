@@ -300,6 +300,14 @@ def test_two_officers_acting_at_once_on_one_anomaly(
         h.close()
 
 
+def _summary(hall: str, ts: datetime, *, since: datetime) -> Message:
+    """A presence summary of post w1 (on post since ``since``), observed at ``ts``."""
+    body = PresenceBody(camera="c1", post="w1", window="1", state=PostState.ON_POST,
+                        since=since, summary=True)  # fmt: skip
+    fact = PresenceFact(hall=hall, source="edge-1", ts=ts, body=body)
+    return Message(fact_topic(hall, "presence"), encode(fact))
+
+
 def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
     state: StateStore, tmp_path: Path
 ) -> None:
@@ -312,10 +320,7 @@ def test_a_batch_with_redelivered_facts_stores_only_the_new_ones(
     at = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
     def fact(k: int) -> Message:
-        body = PresenceBody(camera="c1", post="w1", window="1", state=PostState.ON_POST,
-                            since=at, summary=True)  # fmt: skip
-        f = PresenceFact(hall="h-dedup", source="edge-1", ts=at + timedelta(seconds=k), body=body)
-        return Message(fact_topic("h-dedup", "presence"), encode(f))
+        return _summary("h-dedup", at + timedelta(seconds=k), since=at)
 
     first, second, third = fact(1), fact(2), fact(3)
     stored, duplicate = IngestOutcome.STORED, IngestOutcome.DUPLICATE
@@ -344,10 +349,7 @@ def test_the_ledger_forgets_old_facts_chunk_by_chunk(state: StateStore, tmp_path
     cut = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
     def fact(ts: datetime) -> Message:
-        body = PresenceBody(camera="c1", post="w1", window="1", state=PostState.ON_POST,
-                            since=ts, summary=True)  # fmt: skip
-        f = PresenceFact(hall="h-ledger", source="edge-1", ts=ts, body=body)
-        return Message(fact_topic("h-ledger", "presence"), encode(f))
+        return _summary("h-ledger", ts, since=ts)
 
     old = [fact(cut - timedelta(days=30, minutes=k)) for k in range(7)]
     new = [fact(cut), fact(cut + timedelta(days=1))]
