@@ -61,6 +61,7 @@ from hallwatch.contract import (
     parse_fact,
     utcnow,
 )
+from hallwatch.memo import BoundedMemo
 from hallwatch.privacy import mask_id_numbers_text
 
 logger = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ class Ingestor:
         self.clock = clock
         self.max_age = max_age
         self.fact_state = FactState(rule=rule, cases=cases, devices=devices, zones=zones)
-        self._topics: dict[str, _TopicName] = {}
+        self._topics = BoundedMemo(_name_of_topic, _TOPICS_MAX)
         self._forgotten_before: datetime | None = None
         self._forgotten_read_at: float | None = None
         self.newest_fact_ts: datetime | None = None
@@ -437,12 +438,7 @@ class Ingestor:
         Raises:
             _RejectError: The message is malformed or not for a configured hall.
         """
-        named = self._topics.get(topic)
-        if named is None:
-            named = _name_of_topic(topic)
-            if len(self._topics) >= _TOPICS_MAX:
-                self._topics.clear()
-            self._topics[topic] = named
+        named = self._topics(topic)
         hall = named.hall
         if hall is None:
             raise _RejectError("unknown_topic", f"not a fact or status topic: {topic}")

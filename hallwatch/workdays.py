@@ -26,6 +26,8 @@ from datetime import date, timedelta
 
 import chinese_calendar
 
+from hallwatch.memo import BoundedMemo
+
 logger = logging.getLogger(__name__)
 
 _WEEKDAYS = frozenset(range(5))
@@ -62,7 +64,7 @@ class WorkCalendar:
         self.working_days = frozenset(working_days)
         self.open_weekdays = frozenset(open_weekdays)
         self.national = national
-        self._details: dict[date, tuple[bool, str | None] | None] = {}
+        self._details = BoundedMemo(self._national_detail, _DETAILS_MAX)
 
     def national_status(self, day: date) -> bool | None:
         """Whether ``day`` is a national working day; ``None`` if the year is not covered."""
@@ -86,14 +88,7 @@ class WorkCalendar:
         and again (service time of every absent post, after every batch of facts)."""
         if not self.national:
             return None
-        try:
-            return self._details[day]
-        except KeyError:
-            pass
-        if len(self._details) >= _DETAILS_MAX:
-            self._details.clear()
-        detail = self._details[day] = self._national_detail(day)
-        return detail
+        return self._details(day)
 
     @staticmethod
     def _national_detail(day: date) -> tuple[bool, str | None] | None:

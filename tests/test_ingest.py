@@ -232,6 +232,7 @@ def test_the_topics_remembered_are_bounded(
     ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest_module, "_TOPICS_MAX", 3)
+    ingestor = Ingestor(ingestor.state, ingestor.series, ingestor.halls, clock=ingestor.clock)
     for i in range(5):
         topic = fact_topic(f"h-nowhere-{i}", "presence")
         assert ingestor.handle(topic, b"{}") is IngestOutcome.DEAD_LETTERED

@@ -309,21 +309,17 @@ class OffPostRule:
         already loaded are seen in memory.
         """
         with session.no_autoflush:
-            return OffPostRule._observed_now(session, row)
-
-    @staticmethod
-    def _observed_now(session: Session, row: PostStatus) -> bool:
-        device = session.get(DeviceStatus, (row.hall, row.camera))
-        if (
-            device is not None
-            and device.kind == DeviceKind.CAMERA.value
-            and device.state == DeviceState.OFFLINE.value
-        ):
-            return False
-        if row.source:
-            edge = session.get(EdgeStatusRow, (row.hall, row.source))
-            if edge is not None and edge.state == DeviceState.OFFLINE.value:
+            device = session.get(DeviceStatus, (row.hall, row.camera))
+            if (
+                device is not None
+                and device.kind == DeviceKind.CAMERA.value
+                and device.state == DeviceState.OFFLINE.value
+            ):
                 return False
+            if row.source:
+                edge = session.get(EdgeStatusRow, (row.hall, row.source))
+                if edge is not None and edge.state == DeviceState.OFFLINE.value:
+                    return False
         return True
 
 

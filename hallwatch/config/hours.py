@@ -11,14 +11,14 @@ import itertools
 import re
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hallwatch.config.errors import Loc, _Base, _raise_if
+from hallwatch.memo import BoundedMemo
 from hallwatch.workdays import WorkCalendar
 
-_UNKNOWN = object()
 _HOURS_ON_MAX = 4096
 """Dates a :class:`ServiceHoursConfig` remembers the hours of (emptied when full)."""
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
@@ -139,7 +139,7 @@ class ServiceHoursConfig(_Base):
     )
 
     _calendar: WorkCalendar | None = PrivateAttr(default=None)
-    _hours_on: dict[date, DayHours | None] | None = PrivateAttr(default=None)
+    _hours_on: BoundedMemo[date, DayHours | None] | None = PrivateAttr(default=None)
 
     def __copy__(self) -> Self:
         """A copy (``model_copy``, which may change fields) works out its own calendar and
@@ -188,15 +188,10 @@ class ServiceHoursConfig(_Base):
         """The hours that apply on a local date, or ``None`` if the hall is closed
         (remembered per date, as :meth:`calendar` is: a config is not changed in place; a
         copy works out its own)."""
-        known = self._hours_on
-        if known is None:
-            known = self._hours_on = {}
-        hours = known.get(day, _UNKNOWN)
-        if hours is _UNKNOWN:
-            if len(known) >= _HOURS_ON_MAX:
-                known.clear()
-            hours = known[day] = self._hours_on_day(day)
-        return cast("DayHours | None", hours)
+        memo = self._hours_on
+        if memo is None:
+            memo = self._hours_on = BoundedMemo(self._hours_on_day, _HOURS_ON_MAX)
+        return memo(day)
 
     def _hours_on_day(self, day: date) -> DayHours | None:
         if day in self.closed_dates:
