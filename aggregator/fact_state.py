@@ -33,7 +33,7 @@ from aggregator.bus import LiveEvent
 from aggregator.cases.models import Anomaly, QueueStatus
 from aggregator.cases.register import CaseRegister
 from aggregator.rules.device_offline import DeviceOfflineRule
-from aggregator.rules.off_post import OffPostRule, PostSnapshot
+from aggregator.rules.off_post import OffPostRule, PostSnapshot, forget_hall_watch
 from aggregator.rules.zone_alerts import ZoneAlertRule
 from aggregator.store.driver_sql import DriverStatement
 from aggregator.store.evidence import store_evidence
@@ -337,6 +337,8 @@ class FactState:
         else:
             if fact.ts < row.last_fact_ts:
                 return
+            if row.kind != d.device_kind.value:  # a camera that no longer is one, or now is
+                forget_hall_watch(session, fact.hall)
             row.kind, row.source, row.reason = d.device_kind.value, fact.source, d.reason
             row.last_fact_ts = fact.ts
             if row.state == d.state.value:

@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import event
 
 from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
@@ -353,3 +354,75 @@ def test_a_camera_going_offline_in_the_batch_of_an_absence(
     assert h.rule.evaluate(t("10:59")) == []  # 9 observed minutes
     (opened,) = h.rule.evaluate(t("11:01"))  # 11
     assert opened.post == "w1" and opened.start == t("10:04")
+
+
+def _presence(post: str, at: str, state: PostState, camera: str = "c1") -> Message:
+    body = PresenceBody(camera=camera, post=post, state=state, since=t(at))
+    fact = PresenceFact(hall=HALL, source=SOURCE, ts=t(at), body=body)
+    return Message(fact_topic(HALL, "presence"), encode(fact))
+
+
+def test_a_device_becoming_a_camera_in_the_batch_of_an_absence(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    """One batch: w2 (camera c2) leaves, which reads what the hall's cameras show; then
+    device c1, reported offline as a kiosk, is reported as the camera it is (still
+    offline); then w1 (camera c1) leaves. w1's absence is not observed: the rule reads the
+    hall's cameras again after a device's kind changed, and w1's clock stays paused."""
+    h = harness_factory(build_hall(HALL))
+    kiosk = DeviceFact(hall=HALL, source=SOURCE, ts=t("09:50"),
+                       body=DeviceBody(device="c1", device_kind=DeviceKind.KIOSK,
+                                       state=DeviceState.OFFLINE))  # fmt: skip
+    h.now = t("09:50")
+    assert h.ingestor.handle(fact_topic(HALL, "device"), encode(kiosk)) is IngestOutcome.STORED
+    h.step("09:55 on w1")
+    camera = DeviceFact(hall=HALL, source=SOURCE, ts=t("10:00"),
+                        body=DeviceBody(device="c1", device_kind=DeviceKind.CAMERA,
+                                        state=DeviceState.OFFLINE))  # fmt: skip
+    h.now = t("10:01")
+    batch = [
+        _presence("w2", "10:00", PostState.OFF_POST, camera="c2"),
+        Message(fact_topic(HALL, "device"), encode(camera)),
+        _presence("w1", "10:00", PostState.OFF_POST),
+    ]
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED] * 3
+    assert [m.post for m in h.rule.evaluate(t("10:30"))] == ["w2"]  # w1: none observed
+
+
+def test_a_batch_reads_what_the_rule_needs_of_a_hall_once(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    """Twelve posts leave in one batch and return in another: each batch reads the hall's
+    open alerts, offline cameras and offline edges once, not once per post; one
+    evaluation reads them once and asks once which absences were alerted already."""
+    posts = [{"id": f"w{i}", "name": f"{i}号窗口", "kind": "front_desk", "window": str(i),
+              "camera": "c1"} for i in range(1, 13)]  # fmt: skip
+    h = harness_factory(build_hall(HALL, posts=posts))
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.extend(t for t in ("alerts", "device_status", "edge_status")
+                         if f"FROM {t}" in statement)  # fmt: skip
+
+    event.listen(h.state.engine, "before_cursor_execute", count)
+    h.now = t("10:01")
+    away = [_presence(f"w{i}", "10:00", PostState.OFF_POST) for i in range(1, 13)]
+    assert h.ingestor.handle_batch(away) == [IngestOutcome.STORED] * 12
+    assert sorted(reads) == [
+        "alerts",
+        "alerts",
+        "device_status",
+        "device_status",
+        "edge_status",
+        "edge_status",
+    ]  # the batch, then its evaluation
+    reads.clear()
+    assert len(h.rule.evaluate(t("10:10"))) == 12
+    assert sorted(reads) == ["alerts", "alerts", "device_status", "edge_status"]
+    reads.clear()
+    h.now = t("10:21")
+    back = [_presence(f"w{i}", "10:20", PostState.ON_POST) for i in range(1, 13)]
+    assert h.ingestor.handle_batch(back) == [IngestOutcome.STORED] * 12
+    assert reads.count("alerts") == 2  # the batch and its evaluation, once each
+    assert [a[1] for a in h.alerts()] == ["resolved"] * 12

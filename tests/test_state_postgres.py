@@ -32,6 +32,7 @@ import tests.test_zone_alerts as zone_tests
 from aggregator.cases.lifecycle import TransitionError
 from aggregator.cases.models import AnomalyTransition
 from aggregator.ingest import Ingestor, IngestOutcome, Message
+from aggregator.rules import off_post as off_post_module
 from aggregator.store.evidence import get_evidence, purge_evidence, store_evidence
 from aggregator.store.migrate import target_metadata, upgrade
 from aggregator.store.state import Alert, LedgerPurge, PostStatus, SeenFact, StateStore
@@ -139,6 +140,48 @@ def test_off_post_stale_presence_fact(
     off_post_harnesses: Callable[[HallConfig], off_post_tests.Harness],
 ) -> None:
     off_post_tests.test_stale_presence_fact_does_not_change_state(off_post_harnesses)
+
+
+def test_off_post_batch_scenarios(
+    off_post_harnesses: Callable[[HallConfig], off_post_tests.Harness],
+) -> None:
+    off_post_tests.test_two_absences_in_one_batch_after_an_open_alert(off_post_harnesses)
+    off_post_tests.test_a_device_becoming_a_camera_in_the_batch_of_an_absence(off_post_harnesses)
+
+
+def test_another_replica_opens_one_of_the_alerts_due_together(
+    off_post_harnesses: Callable[[HallConfig], off_post_tests.Harness],
+    on_postgres: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two replicas evaluate a hall at once (PostgreSQL only: SQLite lets one writer in at
+    a time). Between this replica's reads and its insert of w1's and w2's alerts, the other
+    commits w1's. The alerts due together go in one savepoint, which the unique index
+    refuses; they are then inserted one by one: w2's opens here, w1's stays the other's."""
+    h = off_post_harnesses(build_hall(off_post_tests.HALL))
+    h.step("10:00 off w1")
+    h.step("10:00 off w2")
+    other = StateStore(on_postgres)
+    checked = off_post_module._alerted
+
+    def meanwhile(session: Any, keys: Any) -> Any:
+        found = checked(session, keys)
+        with other.session() as s:
+            s.add(Alert(id="OTHER", hall=off_post_tests.HALL, kind="off_post", post="w1",
+                        state="open", start=off_post_tests.t("10:00"),
+                        opened_at=off_post_tests.t("10:09")))  # fmt: skip
+        return found
+
+    monkeypatch.setattr(off_post_module, "_alerted", meanwhile)
+    opened = h.rule.evaluate(off_post_tests.t("10:10"))
+    other.dispose()
+    assert [m.post for m in opened] == ["w2"]
+    assert sorted(
+        (a.id == "OTHER", a.post, a.state) for a in h.state.open_alerts(off_post_tests.HALL)
+    ) == [
+        (False, "w2", "open"),
+        (True, "w1", "open"),
+    ]
 
 
 DEVICE_SCENARIOS = [

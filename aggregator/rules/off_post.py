@@ -18,13 +18,18 @@ Policy:
 All state is in the database (``PostStatus`` clock columns, ``Alert`` rows); a partial
 unique index allows one open alert per post, so replicas evaluating at once cannot
 duplicate one. :meth:`OffPostRule.evaluate` takes ``now`` explicitly: deterministic.
+
+What the rule reads of a hall besides its posts — its open alerts, its offline cameras and
+edge workers — is read once per transaction and hall (:class:`HallWatch`, kept in the
+session), not once per presence change: an ingest batch changes dozens of posts of a
+hall, and a query per change cost more than the rest of the change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -51,6 +56,84 @@ logger = logging.getLogger(__name__)
 OFF = PostState.OFF_POST.value
 ON = PostState.ON_POST.value
 KIND = AlertKind.OFF_POST.value
+
+
+_WATCHES = "off_post.hall_watches"
+"""Key of the transaction's :class:`HallWatch` per hall in ``Session.info``."""
+
+
+@dataclass(slots=True)
+class HallWatch:
+    """What the off-post rule reads of one hall, once per transaction.
+
+    Attributes:
+        offline_cameras: Camera devices reported offline (their posts' clocks pause).
+        offline_edges: Edge workers whose status is offline.
+        open_alerts: The hall's open ``off_post`` alert rows by post, as loaded: one
+            resolved in the transaction since is still here, so its in-memory ``state``
+            is what counts (:meth:`open_alert`).
+    """
+
+    offline_cameras: set[str] = field(default_factory=set)
+    offline_edges: set[str] = field(default_factory=set)
+    open_alerts: dict[str, Alert] = field(default_factory=dict)
+
+    def open_alert(self, post: str) -> Alert | None:
+        """The post's open alert in this transaction, if any."""
+        alert = self.open_alerts.get(post)
+        return alert if alert is not None and alert.state == AlertState.OPEN.value else None
+
+    def observes(self, row: PostStatus) -> bool:
+        """Whether the post's camera and the edge reporting it are online (or unknown)."""
+        if row.camera in self.offline_cameras:
+            return False
+        return not (row.source and row.source in self.offline_edges)
+
+
+def hall_watches(session: Session, halls: Iterable[str]) -> dict[str, HallWatch]:
+    """The transaction's :class:`HallWatch` of each of ``halls`` (those not yet read in
+    ``session`` are read now: one query per table for all of them).
+
+    The reads flush the session first (autoflush): a device row changed earlier in the
+    transaction is seen as changed. A change that can alter what is read afterwards goes
+    through :func:`forget_hall_watch`.
+    """
+    watches: dict[str, HallWatch] = session.info.setdefault(_WATCHES, {})
+    missing = [hall for hall in halls if hall not in watches]
+    if not missing:
+        return watches
+    fresh = {hall: HallWatch() for hall in missing}
+    cameras = select(DeviceStatus.hall, DeviceStatus.device).where(
+        DeviceStatus.hall.in_(missing),
+        DeviceStatus.kind == DeviceKind.CAMERA.value,
+        DeviceStatus.state == DeviceState.OFFLINE.value,
+    )
+    for hall, device in session.execute(cameras):
+        fresh[hall].offline_cameras.add(device)
+    edges = select(EdgeStatusRow.hall, EdgeStatusRow.source).where(
+        EdgeStatusRow.hall.in_(missing), EdgeStatusRow.state == DeviceState.OFFLINE.value
+    )
+    for hall, source in session.execute(edges):
+        fresh[hall].offline_edges.add(source)
+    alerts = select(Alert).where(
+        Alert.hall.in_(missing), Alert.kind == KIND, Alert.state == AlertState.OPEN.value
+    )
+    for alert in session.scalars(alerts):
+        if alert.post is not None:
+            fresh[alert.hall].open_alerts[alert.post] = alert
+    watches.update(fresh)
+    return watches
+
+
+def hall_watch(session: Session, hall: str) -> HallWatch:
+    """The transaction's :class:`HallWatch` of one hall (see :func:`hall_watches`)."""
+    return hall_watches(session, (hall,))[hall]
+
+
+def forget_hall_watch(session: Session, hall: str) -> None:
+    """Drop what the transaction read of ``hall``: a camera or an edge worker of it
+    changed; the next read reads again."""
+    session.info.get(_WATCHES, {}).pop(hall, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +208,12 @@ class OffPostRule:
         out: list[AlertMessage] = []
         if row.state == OFF:
             row.clock_banked_s = 0.0
-            row.clock_from = row.since if self._observed(session, row) else None
+            row.clock_from = row.since if hall_watch(session, row.hall).observes(row) else None
             return out
         row.clock_banked_s, row.clock_from = 0.0, None
         if before is None or before.state != OFF:
             return out
-        alert = self._open_alert(session, row.hall, row.post)
+        alert = hall_watch(session, row.hall).open_alert(row.post)
         if alert is not None:
             self._resolve(alert, row.since, now)
             out.append(alert_message(alert))
@@ -145,7 +228,7 @@ class OffPostRule:
         threshold = hall.off_post_after_s_for(post)
         if elapsed >= threshold:
             start = next_in_service(hall, before.since) or before.since
-            if not self._already_alerted(session, row.hall, row.post, start):
+            if not _alerted(session, [(row.hall, row.post, start)]):
                 alert = self._new_alert(row, post, threshold, start, now)
                 self._resolve(alert, row.since, now)
                 session.add(alert)
@@ -156,9 +239,12 @@ class OffPostRule:
         """Pause or resume the clocks of a hall's absent posts after a camera or edge
         went offline or online at ``at`` (``DeviceStatus``/``EdgeStatusRow`` updated)."""
         hall = self.halls.get(hall_id)
+        forget_hall_watch(session, hall_id)
         stmt = select(PostStatus).where(PostStatus.hall == hall_id, PostStatus.state == OFF)
-        for row in session.scalars(stmt):
-            observed = self._observed(session, row)
+        rows = session.scalars(stmt).all()
+        watch = hall_watch(session, hall_id)
+        for row in rows:
+            observed = watch.observes(row)
             if row.clock_from is not None and not observed:
                 if hall is not None and at > row.clock_from:
                     row.clock_banked_s += in_service_seconds(hall, row.clock_from, at)
@@ -182,26 +268,27 @@ class OffPostRule:
         halls = [hall] if hall is not None else list(self.halls)
         out: list[AlertMessage] = []
         with self.state.session() as session:
-            open_rows = session.scalars(
-                select(Alert).where(
-                    Alert.state == AlertState.OPEN.value, Alert.kind == KIND, Alert.hall.in_(halls)
-                )
-            ).all()
-            open_by_post = {(a.hall, a.post): a for a in open_rows}
-            for alert in open_rows:
-                status = session.get(PostStatus, (alert.hall, alert.post))
-                if status is not None and status.state == ON:
-                    self._resolve(alert, status.since, now)
-                    out.append(alert_message(alert))
+            watches = hall_watches(session, halls)
+            alerted: set[tuple[str, str]] = set()
+            for hall_id in halls:
+                for post, alert in watches[hall_id].open_alerts.items():
+                    if alert.state != AlertState.OPEN.value:
+                        continue
+                    alerted.add((hall_id, post))
+                    status = session.get(PostStatus, (hall_id, post))
+                    if status is not None and status.state == ON:
+                        self._resolve(alert, status.since, now)
+                        out.append(alert_message(alert))
             absent = session.scalars(
                 select(PostStatus).where(PostStatus.state == OFF, PostStatus.hall.in_(halls))
             ).all()
-            for row in absent:
-                if (row.hall, row.post) in open_by_post:
-                    continue
-                message = self._judge(session, row, now)
-                if message is not None:
-                    out.append(message)
+            due = [
+                absence
+                for row in absent
+                if (row.hall, row.post) not in alerted
+                and (absence := self._due(row, now)) is not None
+            ]
+            out.extend(self._open(session, due, now))
         publish_alerts(self.sink, out)
         return out
 
@@ -219,7 +306,9 @@ class OffPostRule:
             elapsed += in_service_seconds(hall, row.clock_from, now)
         return elapsed
 
-    def _judge(self, session: Session, row: PostStatus, now: datetime) -> AlertMessage | None:
+    def _due(self, row: PostStatus, now: datetime) -> _Due | None:
+        """The alert an absent post is due at ``now`` (None: not past its threshold, or
+        not a configured post)."""
         hall = self.halls.get(row.hall)
         post = _post(hall, row.post)
         if hall is None or post is None:
@@ -227,24 +316,39 @@ class OffPostRule:
         threshold = hall.off_post_after_s_for(post)
         if self.elapsed_s(row, now) < threshold:
             return None
-        start = next_in_service(hall, row.since) or row.since
-        if self._already_alerted(session, row.hall, row.post, start):
-            return None
-        alert = self._new_alert(row, post, threshold, start, now)
+        return _Due(row, post, threshold, next_in_service(hall, row.since) or row.since)
+
+    def _open(self, session: Session, due: Sequence[_Due], now: datetime) -> list[AlertMessage]:
+        """Open the alerts ``due`` (but those already recorded for their absence).
+
+        All are inserted in one savepoint; if the partial unique index refuses one (another
+        replica opened it meanwhile), they are inserted one savepoint each and the refused
+        ones left out.
+        """
+        recorded = _alerted(session, [(d.row.hall, d.row.post, d.start) for d in due])
+        alerts = [
+            self._new_alert(d.row, d.post, d.threshold, d.start, now)
+            for d in due
+            if (d.row.hall, d.row.post, d.start) not in recorded
+        ]
+        if not alerts:
+            return []
         try:
             with session.begin_nested():
-                session.add(alert)
+                session.add_all(alerts)
         except IntegrityError:
-            logger.info("off-post alert for %s/%s already opened elsewhere", row.hall, row.post)
-            return None
-        logger.info(
-            "off-post alert %s opened: hall %s post %s since %s",
-            alert.id,
-            row.hall,
-            row.post,
-            start.isoformat(),
-        )
-        return alert_message(alert)
+            alerts = [alert for alert in alerts if _insert_alone(session, alert)]
+        for alert in alerts:
+            assert alert.post is not None
+            hall_watch(session, alert.hall).open_alerts[alert.post] = alert
+            logger.info(
+                "off-post alert %s opened: hall %s post %s since %s",
+                alert.id,
+                alert.hall,
+                alert.post,
+                alert.start.isoformat(),
+            )
+        return [alert_message(alert) for alert in alerts]
 
     @staticmethod
     def _new_alert(
@@ -272,55 +376,52 @@ class OffPostRule:
         alert.resolved_at = now
         logger.info("off-post alert %s resolved: end %s", alert.id, alert.end.isoformat())
 
-    @staticmethod
-    def _open_alert(session: Session, hall: str, post: str) -> Alert | None:
-        """The post's open alert, as this transaction sees it.
 
-        Read without flushing the batch's changes first (a flush per presence change cost
-        more than the rest of the change): an alert resolved earlier in the transaction
-        is still open in the database until the commit, so the row is checked as held in
-        memory. Alerts added in the transaction are resolved ones (an open one is added
-        only by :meth:`evaluate`, in its own transaction), and the partial unique index
-        allows one open alert per post.
-        """
-        stmt = select(Alert).where(
-            Alert.hall == hall,
-            Alert.post == post,
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """An absence past its threshold, with the alert it is due."""
+
+    row: PostStatus
+    post: PostConfig
+    threshold: float
+    start: datetime
+
+
+_KEYS_PER_QUERY = 300
+"""Absences per query of :func:`_alerted` (well under every database's parameter limit)."""
+
+
+def _alerted(
+    session: Session, keys: Sequence[tuple[str, str, datetime]]
+) -> set[tuple[str, str, datetime]]:
+    """Which of the absences ``keys`` (hall, post, start) have an alert already (open or
+    resolved): one query per :data:`_KEYS_PER_QUERY` of them."""
+    found: set[tuple[str, str, datetime]] = set()
+    wanted = set(keys)
+    for first in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[first : first + _KEYS_PER_QUERY]
+        stmt = select(Alert.hall, Alert.post, Alert.start).where(
             Alert.kind == KIND,
-            Alert.state == AlertState.OPEN.value,
+            Alert.hall.in_({hall for hall, _, _ in chunk}),
+            Alert.post.in_({post for _, post, _ in chunk}),
+            Alert.start.in_({start for _, _, start in chunk}),
         )
-        with session.no_autoflush:
-            alert = session.scalars(stmt).first()
-        return alert if alert is not None and alert.state == AlertState.OPEN.value else None
+        for hall, post, start in session.execute(stmt):
+            if post is not None and (hall, post, start) in wanted:
+                found.add((hall, post, start))
+    return found
 
-    @staticmethod
-    def _already_alerted(session: Session, hall: str, post: str, start: datetime) -> bool:
-        stmt = select(Alert.id).where(
-            Alert.hall == hall, Alert.post == post, Alert.kind == KIND, Alert.start == start
-        )
-        return session.scalars(stmt).first() is not None
 
-    @staticmethod
-    def _observed(session: Session, row: PostStatus) -> bool:
-        """Whether the post's camera and the edge reporting it are online (or unknown).
-
-        Only a camera device counts: another kind of device offline hides no post. Read
-        without a flush: device rows are flushed when they are added, and changes to rows
-        already loaded are seen in memory.
-        """
-        with session.no_autoflush:
-            device = session.get(DeviceStatus, (row.hall, row.camera))
-            if (
-                device is not None
-                and device.kind == DeviceKind.CAMERA.value
-                and device.state == DeviceState.OFFLINE.value
-            ):
-                return False
-            if row.source:
-                edge = session.get(EdgeStatusRow, (row.hall, row.source))
-                if edge is not None and edge.state == DeviceState.OFFLINE.value:
-                    return False
-        return True
+def _insert_alone(session: Session, alert: Alert) -> bool:
+    """Insert ``alert`` in its own savepoint; False when the partial unique index refuses
+    it (another replica opened the post's alert)."""
+    try:
+        with session.begin_nested():
+            session.add(alert)
+    except IntegrityError:
+        logger.info("off-post alert for %s/%s already opened elsewhere", alert.hall, alert.post)
+        return False
+    return True
 
 
 def _post(hall: HallConfig | None, post_id: str) -> PostConfig | None:
