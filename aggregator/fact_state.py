@@ -106,7 +106,7 @@ class StateEffects:
         case_alerts: Alerts of the 异常办件 register.
         touched: Anomalies opened or changed.
         presence_halls: Halls with a post whose state changed (the off-post rule is
-            evaluated for them).
+            evaluated for them before the commit: :meth:`FactState.judge`).
         rows: Status rows the transaction's facts loaded, by model and key. Held here
             because the session's identity map holds clean rows weakly: without it every
             fact of a batch would load (and flush) its post's row again.
@@ -230,6 +230,27 @@ class FactState:
             rows.append((*values[:3], to_ts(seen.ts), to_at(seen.at), hall, post))
         statement.execute(session.connection(), rows)
         effects.seen.clear()
+
+    def judge(self, session: Session, effects: StateEffects, now: datetime) -> None:
+        """Evaluate the off-post rule for the halls whose posts the transaction changed, on
+        the rows it holds (:meth:`OffPostRule.judge_batch`), before it commits.
+
+        In a savepoint: a failure of the rule is logged and undone, and the facts commit
+        without it (the rule ticker evaluates again).
+        """
+        if self.rule is None or not effects.presence_halls:
+            return
+        for hall in sorted(effects.presence_halls):
+            posts = {
+                key[1]: row
+                for (model, key), row in effects.rows.items()
+                if model is PostStatus and key[0] == hall
+            }
+            try:
+                with session.begin_nested():
+                    effects.alerts.extend(self.rule.judge_batch(session, hall, posts, now))
+            except Exception:
+                logger.exception("off-post evaluation of %s in an ingest batch failed", hall)
 
     @staticmethod
     def _write_seen(row: PostStatus, seen: _Seen) -> None:

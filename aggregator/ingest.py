@@ -277,7 +277,8 @@ class Ingestor:
         halls: Hall configurations by hall id; facts of other halls are dead-lettered.
         bus: Live bus for presence/device/edge events (None: no live events).
         rule: The off-post rule, told about presence and observation changes and
-            evaluated after each batch that changed a post (None: no rules).
+            evaluated in each batch that changed a post, before it commits (None: no
+            rules).
         cases: The 异常办件 register, told about ticket, wait, trips and rating facts
             (None: those facts are only stored as series).
         devices: The device-offline rule, told about device state changes (None: no
@@ -349,8 +350,8 @@ class Ingestor:
         query, their points written to the time-series store in one call (before the state
         transaction, which the store's backpressure then cannot hold open; points are
         idempotent, so a retried batch writes nothing twice), and their state updates
-        committed together; live events and alerts go out after the commit, in order, and
-        the off-post rule is evaluated once per hall whose posts changed.
+        committed together with the off-post rule's evaluation of each hall whose posts
+        changed; live events and alerts go out after the commit, in order.
 
         If one fact of a batch cannot be applied (the anomaly register fails on it, or
         another replica stored one of its facts in the meantime) the batch is rolled back
@@ -504,6 +505,7 @@ class Ingestor:
                 for pending in fresh:
                     self.fact_state.apply(session, pending.fact, now, effects)
                 self.fact_state.settle(session, effects)
+                self.fact_state.judge(session, effects, now)
         except (_DuplicateError, RegisterFailedError) as exc:
             for pending in facts:
                 outcomes[pending.index] = None
@@ -535,7 +537,7 @@ class Ingestor:
             newest = min(max(lags), now)  # an edge whose clock is ahead proves nothing
             if self.newest_fact_ts is None or newest > self.newest_fact_ts:
                 self.newest_fact_ts = newest
-        self._after_commit(effects, now)
+        self._after_commit(effects)
 
     @staticmethod
     def _known_ids(session: Session, ids: Sequence[str]) -> set[str]:
@@ -595,8 +597,8 @@ class Ingestor:
         with session.begin_nested():  # the savepoint is taken by the next connection()
             ledger.execute(session.connection(), _ledger_rows(ledger, [p.fact for p in facts], now))
 
-    def _after_commit(self, effects: StateEffects, now: datetime) -> None:
-        """Live events and alerts of a committed batch, then the off-post rule."""
+    def _after_commit(self, effects: StateEffects) -> None:
+        """Live events and alerts of a committed batch."""
         if self.bus is not None:
             for event in effects.events:
                 self.bus.publish(event)
@@ -611,12 +613,6 @@ class Ingestor:
                 self.cases.after_commit(effects.touched, effects.case_alerts)
             except Exception:  # the facts and their anomalies are stored
                 logger.exception("publishing anomalies failed")
-        if self.rule is not None:
-            for hall in sorted(effects.presence_halls):
-                try:
-                    self.rule.evaluate(now, hall=hall)
-                except Exception:  # the facts are stored; the ticker evaluates again
-                    logger.exception("rule evaluation after presence facts of %s failed", hall)
 
     def _edge_status(self, status: EdgeStatus) -> IngestOutcome:
         hall = status.hall

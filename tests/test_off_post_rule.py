@@ -25,16 +25,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
 from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.rules.off_post import OffPostRule
-from aggregator.store.state import Alert, StateStore
+from aggregator.store.state import Alert, PostStatus, StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import (
+    AlertMessage,
     AlertState,
     DeviceBody,
     DeviceFact,
@@ -392,9 +393,11 @@ def test_a_device_becoming_a_camera_in_the_batch_of_an_absence(
 def test_a_batch_reads_what_the_rule_needs_of_a_hall_once(
     harness_factory: Callable[[HallConfig], Harness],
 ) -> None:
-    """Twelve posts leave in one batch and return in another: each batch reads the hall's
-    open alerts, offline cameras and offline edges once, not once per post; one
-    evaluation reads them once and asks once which absences were alerted already."""
+    """Twelve posts leave in one batch; in the next, 12 minutes on, one returns (its
+    absence, past the 10-minute threshold, is recorded resolved) and the batch's
+    evaluation opens the other eleven alerts; in a third, they return. Each batch reads
+    the hall's open alerts, offline cameras and offline edges once, not once per post, and
+    asks once per evaluation which due absences were alerted already."""
     posts = [{"id": f"w{i}", "name": f"{i}号窗口", "kind": "front_desk", "window": str(i),
               "camera": "c1"} for i in range(1, 13)]  # fmt: skip
     h = harness_factory(build_hall(HALL, posts=posts))
@@ -405,24 +408,51 @@ def test_a_batch_reads_what_the_rule_needs_of_a_hall_once(
             reads.extend(t for t in ("alerts", "device_status", "edge_status")
                          if f"FROM {t}" in statement)  # fmt: skip
 
+    def batch(now: str, facts: list[Message]) -> list[str]:
+        reads.clear()
+        h.now = t(now)
+        assert h.ingestor.handle_batch(facts) == [IngestOutcome.STORED] * len(facts)
+        return sorted(reads)
+
     event.listen(h.state.engine, "before_cursor_execute", count)
-    h.now = t("10:01")
     away = [_presence(f"w{i}", "10:00", PostState.OFF_POST) for i in range(1, 13)]
-    assert h.ingestor.handle_batch(away) == [IngestOutcome.STORED] * 12
-    assert sorted(reads) == [
-        "alerts",
-        "alerts",
-        "device_status",
-        "device_status",
-        "edge_status",
-        "edge_status",
-    ]  # the batch, then its evaluation
-    reads.clear()
-    assert len(h.rule.evaluate(t("10:10"))) == 12
-    assert sorted(reads) == ["alerts", "alerts", "device_status", "edge_status"]
-    reads.clear()
-    h.now = t("10:21")
-    back = [_presence(f"w{i}", "10:20", PostState.ON_POST) for i in range(1, 13)]
-    assert h.ingestor.handle_batch(back) == [IngestOutcome.STORED] * 12
-    assert reads.count("alerts") == 2  # the batch and its evaluation, once each
+    assert batch("10:01", away) == ["alerts", "device_status", "edge_status"]
+    first_back = [_presence("w1", "10:11", PostState.ON_POST)]
+    assert batch("10:12", first_back) == ["alerts"] * 3 + ["device_status", "edge_status"]
+    assert h.alerts() == [("w1", "resolved", "10:00", "10:11", "10:12")] + [
+        (f"w{i}", "open", "10:00", None, "10:12") for i in range(10, 13)
+    ] + [(f"w{i}", "open", "10:00", None, "10:12") for i in range(2, 10)]
+    back = [_presence(f"w{i}", "10:20", PostState.ON_POST) for i in range(2, 13)]
+    assert batch("10:21", back) == ["alerts", "device_status", "edge_status"]  # none due
     assert [a[1] for a in h.alerts()] == ["resolved"] * 12
+    reads.clear()
+    assert h.rule.evaluate(t("10:30")) == []
+    assert sorted(reads) == ["alerts", "device_status", "edge_status"]
+
+
+def test_a_failing_evaluation_in_a_batch_loses_no_fact(
+    harness_factory: Callable[[HallConfig], Harness],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The rule's evaluation inside an ingest batch fails (a bug): it is logged and undone,
+    the batch's facts and state changes commit without it, and the next evaluation (the
+    rule ticker's) opens the alert."""
+    h = harness_factory(build_hall(HALL))
+    h.step("10:00 off w1")
+
+    def half_done(session: Any, hall: str, posts: Any, now: datetime) -> list[AlertMessage]:
+        posts["w1"].clock_banked_s = 9999.0  # changed, then the bug
+        raise RuntimeError("a bug in the rule")
+
+    monkeypatch.setattr(h.rule, "judge_batch", half_done)
+    h.now = t("10:15")
+    batch = [_presence("w2", "10:14", PostState.OFF_POST)]
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED]
+    assert "off-post evaluation of h-rule in an ingest batch failed" in caplog.text
+    assert h.alerts() == []
+    with h.state.read_session() as session:
+        rows = {r.post: r for r in session.scalars(select(PostStatus))}
+    assert rows["w2"].state == "off_post" and rows["w1"].clock_banked_s == 0.0  # undone
+    (opened,) = h.rule.evaluate(t("10:16"))
+    assert opened.post == "w1" and opened.start == t("10:00")

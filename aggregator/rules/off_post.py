@@ -28,7 +28,7 @@ hall, and a query per change cost more than the rest of the change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,7 +48,7 @@ from hallwatch.contract import (
     PostState,
     new_id,
 )
-from hallwatch.service_time import in_service_seconds, next_in_service
+from hallwatch.service_time import in_service_seconds, next_in_service, when_in_service_reaches
 
 logger = logging.getLogger(__name__)
 
@@ -267,29 +267,37 @@ class OffPostRule:
         """
         halls = [hall] if hall is not None else list(self.halls)
         out: list[AlertMessage] = []
+        due: list[_Due] = []
         with self.state.session() as session:
             watches = hall_watches(session, halls)
-            alerted: set[tuple[str, str]] = set()
+            absent: dict[str, list[PostStatus]] = {hall_id: [] for hall_id in halls}
+            query = select(PostStatus).where(PostStatus.state == OFF, PostStatus.hall.in_(halls))
+            for row in session.scalars(query):
+                absent[row.hall].append(row)
             for hall_id in halls:
-                for post, alert in watches[hall_id].open_alerts.items():
-                    if alert.state != AlertState.OPEN.value:
-                        continue
-                    alerted.add((hall_id, post))
-                    status = session.get(PostStatus, (hall_id, post))
-                    if status is not None and status.state == ON:
-                        self._resolve(alert, status.since, now)
-                        out.append(alert_message(alert))
-            absent = session.scalars(
-                select(PostStatus).where(PostStatus.state == OFF, PostStatus.hall.in_(halls))
-            ).all()
-            due = [
-                absence
-                for row in absent
-                if (row.hall, row.post) not in alerted
-                and (absence := self._due(row, now)) is not None
-            ]
+
+                def status(post: str, hall_id: str = hall_id) -> PostStatus | None:
+                    return session.get(PostStatus, (hall_id, post))
+
+                out.extend(self._judge(watches[hall_id], status, absent[hall_id], now, due))
             out.extend(self._open(session, due, now))
         publish_alerts(self.sink, out)
+        return out
+
+    def judge_batch(
+        self, session: Session, hall: str, posts: Mapping[str, PostStatus], now: datetime
+    ) -> list[AlertMessage]:
+        """:meth:`evaluate` one hall inside an ingest batch's transaction, on its post
+        rows (all of the hall's, as the batch loaded and changed them), after the batch
+        changed some of them. Publishes nothing: the caller does, after its commit.
+
+        Returns:
+            The alert messages opened or resolved.
+        """
+        due: list[_Due] = []
+        absent = [row for row in posts.values() if row.state == OFF]
+        out = self._judge(hall_watch(session, hall), posts.get, absent, now, due)
+        out.extend(self._open(session, due, now))
         return out
 
     def publish(self, messages: list[AlertMessage]) -> None:
@@ -306,6 +314,33 @@ class OffPostRule:
             elapsed += in_service_seconds(hall, row.clock_from, now)
         return elapsed
 
+    def _judge(
+        self,
+        watch: HallWatch,
+        status: Callable[[str], PostStatus | None],
+        absent: Iterable[PostStatus],
+        now: datetime,
+        due: list[_Due],
+    ) -> list[AlertMessage]:
+        """Resolve a hall's open alerts whose post is staffed again (``status``: a post's
+        row); add to ``due`` the alerts its ``absent`` posts are due at ``now``.
+
+        Returns:
+            The messages of the alerts resolved.
+        """
+        out: list[AlertMessage] = []
+        for post, alert in watch.open_alerts.items():
+            if alert.state != AlertState.OPEN.value:
+                continue
+            row = status(post)
+            if row is not None and row.state == ON:
+                self._resolve(alert, row.since, now)
+                out.append(alert_message(alert))
+        for row in absent:
+            if watch.open_alert(row.post) is None and (absence := self._due(row, now)):
+                due.append(absence)
+        return out
+
     def _due(self, row: PostStatus, now: datetime) -> _Due | None:
         """The alert an absent post is due at ``now`` (None: not past its threshold, or
         not a configured post)."""
@@ -314,7 +349,7 @@ class OffPostRule:
         if hall is None or post is None:
             return None
         threshold = hall.off_post_after_s_for(post)
-        if self.elapsed_s(row, now) < threshold:
+        if not _reached(hall, row, threshold, now):
             return None
         return _Due(row, post, threshold, next_in_service(hall, row.since) or row.since)
 
@@ -375,6 +410,21 @@ class OffPostRule:
         alert.end = max(end, alert.start)
         alert.resolved_at = now
         logger.info("off-post alert %s resolved: end %s", alert.id, alert.end.isoformat())
+
+
+def _reached(hall: HallConfig, row: PostStatus, threshold: float, now: datetime) -> bool:
+    """Whether an absence's counted service time reaches ``threshold`` by ``now``
+    (``OffPostRule.elapsed_s(row, now) >= threshold``), counting only as far as needed:
+    an absence weeks long in a replayed backlog is not summed day by day at every
+    evaluation."""
+    needed = threshold - row.clock_banked_s
+    if needed <= 0:
+        return True
+    start = row.clock_from
+    if start is None or (now - start).total_seconds() < needed:  # service time <= wall time
+        return False
+    reached = when_in_service_reaches(hall, start, needed)
+    return reached is not None and reached <= now
 
 
 @dataclass(frozen=True, slots=True)
