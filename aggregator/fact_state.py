@@ -233,13 +233,17 @@ class FactState:
 
     def judge(self, session: Session, effects: StateEffects, now: datetime) -> None:
         """Evaluate the off-post rule for the halls whose posts the transaction changed, on
-        the rows it holds (:meth:`OffPostRule.judge_batch`), before it commits.
+        the rows it holds (:meth:`OffPostRule.judge_batch`), last before it commits.
 
-        In a savepoint: a failure of the rule is logged and undone, and the facts commit
-        without it (the rule ticker evaluates again).
+        The batch's own changes are written first, outside the rule: a database failure
+        there fails the batch (it is retried), as it would at the commit. The rule runs in a
+        savepoint per hall: a failure of the rule is logged and rolled back to it, its
+        alert messages are dropped, and the facts commit without it (the rule ticker
+        evaluates again), unless the failure ended the transaction itself.
         """
         if self.rule is None or not effects.presence_halls:
             return
+        session.flush()
         for hall in sorted(effects.presence_halls):
             posts = {
                 key[1]: row
@@ -248,9 +252,13 @@ class FactState:
             }
             try:
                 with session.begin_nested():
-                    effects.alerts.extend(self.rule.judge_batch(session, hall, posts, now))
+                    messages = self.rule.judge_batch(session, hall, posts, now)
             except Exception:
+                if not session.is_active:  # not a savepoint's failure: the batch's
+                    raise
                 logger.exception("off-post evaluation of %s in an ingest batch failed", hall)
+            else:
+                effects.alerts.extend(messages)
 
     @staticmethod
     def _write_seen(row: PostStatus, seen: _Seen) -> None:

@@ -17,6 +17,7 @@ threshold; post w2 may get an override.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from aggregator.alerts import ListSink
 from aggregator.bus import LiveBus
@@ -456,3 +458,69 @@ def test_a_failing_evaluation_in_a_batch_loses_no_fact(
     assert rows["w2"].state == "off_post" and rows["w1"].clock_banked_s == 0.0  # undone
     (opened,) = h.rule.evaluate(t("10:16"))
     assert opened.post == "w1" and opened.start == t("10:00")
+
+
+def _fail_statement(engine: Any, starts: str, nth: int) -> list[str]:
+    """Make the ``nth`` statement starting with ``starts`` fail as a locked database does
+    (the statements seen are listed in the returned list)."""
+    seen: list[str] = []
+
+    def execute(_cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith(starts):
+            seen.append(statement)
+            if len(seen) == nth:
+                raise sqlite3.OperationalError("database is locked (injected)")
+
+    event.listen(engine, "do_execute", execute)
+    event.listen(engine, "do_executemany", execute)
+    return seen
+
+
+def test_a_database_failure_of_the_batch_before_its_evaluation_fails_the_batch(
+    harness_factory: Callable[[HallConfig], Harness],
+) -> None:
+    """The batch's own changes are written before the rule's savepoint: when that write
+    fails, the batch fails (and is retried), instead of being taken for the rule's failure
+    and the facts acknowledged without being stored. w1's change is written when the rule
+    first reads the hall; w2's, the second UPDATE of the posts, just before the rule."""
+    h = harness_factory(build_hall(HALL))
+    h.step("09:00 on w1")
+    h.step("09:00 on w2")
+    _fail_statement(h.state.engine, "UPDATE post_status", 2)
+    h.now = t("10:01")
+    batch = [_presence("w1", "10:00", PostState.OFF_POST),
+             _presence("w2", "10:00", PostState.OFF_POST)]  # fmt: skip
+    with pytest.raises(OperationalError):
+        h.ingestor.handle_batch(batch)
+    with h.state.read_session() as session:
+        assert {r.post: r.state for r in session.scalars(select(PostStatus))} == {
+            "w1": "on_post",
+            "w2": "on_post",
+        }
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED] * 2  # the retry
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["resolved", "release-fails"])
+def test_an_open_alert_of_a_staffed_post_is_resolved_by_a_batch_evaluation(
+    harness_factory: Callable[[HallConfig], Harness], fails: bool
+) -> None:
+    """w1 is staffed but has an open alert (another replica's, opened as w1 came back):
+    a batch that changes another post evaluates the hall and resolves it. When writing
+    that resolution fails, it is rolled back with the rule's savepoint and not announced;
+    the batch's facts are stored, and the ticker resolves it later."""
+    h = harness_factory(build_hall(HALL))
+    h.step("09:00 on w1")
+    with h.state.session() as session:
+        session.add(Alert(id="OTHER", hall=HALL, kind="off_post", post="w1", state="open",
+                          start=t("08:40"), opened_at=t("08:55"), message=""))  # fmt: skip
+    if fails:
+        _fail_statement(h.state.engine, "UPDATE alerts", 1)
+    h.now = t("10:01")
+    batch = [_presence("w2", "10:00", PostState.OFF_POST)]
+    assert h.ingestor.handle_batch(batch) == [IngestOutcome.STORED]
+    resolved = [(m.id, m.state) for m in h.sink.alerts]
+    assert resolved == ([] if fails else [("OTHER", AlertState.RESOLVED)])
+    assert h.alerts() == [("w1", "open" if fails else "resolved", "08:40",
+                           None if fails else "09:00", "08:55")]  # fmt: skip
+    with h.state.read_session() as session:
+        assert session.get(PostStatus, (HALL, "w2")).state == "off_post"  # type: ignore[union-attr]

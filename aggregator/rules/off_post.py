@@ -69,9 +69,11 @@ class HallWatch:
     Attributes:
         offline_cameras: Camera devices reported offline (their posts' clocks pause).
         offline_edges: Edge workers whose status is offline.
-        open_alerts: The hall's open ``off_post`` alert rows by post, as loaded: one
-            resolved in the transaction since is still here, so its in-memory ``state``
-            is what counts (:meth:`open_alert`).
+        open_alerts: The hall's open ``off_post`` alert rows by post, as loaded, and
+            those the transaction opened since (:meth:`OffPostRule._open`; an ingest
+            batch opens them last, in :meth:`OffPostRule.judge_batch`). One resolved in
+            the transaction since is still here, so its in-memory ``state`` is what
+            counts (:meth:`open_alert`).
     """
 
     offline_cameras: set[str] = field(default_factory=set)
@@ -414,9 +416,9 @@ class OffPostRule:
 
 def _reached(hall: HallConfig, row: PostStatus, threshold: float, now: datetime) -> bool:
     """Whether an absence's counted service time reaches ``threshold`` by ``now``
-    (``OffPostRule.elapsed_s(row, now) >= threshold``), counting only as far as needed:
-    an absence weeks long in a replayed backlog is not summed day by day at every
-    evaluation."""
+    (``OffPostRule.elapsed_s(row, now) >= threshold``, but for rounding to the
+    microsecond at the exact threshold), counting only as far as needed: an absence weeks
+    long in a replayed backlog is not summed day by day at every evaluation."""
     needed = threshold - row.clock_banked_s
     if needed <= 0:
         return True
