@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aggregator import mqtt_ingest
@@ -408,3 +410,34 @@ def test_driver_statement_refuses_parameters_the_rows_do_not_carry(dialect_name:
     DriverStatement(insert(t), ("b", "a"), {}, dialect)
     with pytest.raises(RuntimeError, match="statement parameters"):
         DriverStatement(insert(t).values(a=literal(1)), ("b", "a"), {}, dialect)
+
+
+def test_driver_statement_inserts_rows_on_sqlite_a_statement_per_chunk_all_or_none() -> None:
+    """On SQLite an INSERT's rows go in multi-row statements (``ROWS_PER_INSERT`` rows
+    each, columns in the statement's order); a row the primary key refuses fails them all
+    in the caller's savepoint."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
+
+    from aggregator.store.driver_sql import ROWS_PER_INSERT, DriverStatement
+
+    engine = create_engine("sqlite://", connect_args={"isolation_level": None})
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))  # savepoints
+    table = Table("t", MetaData(), Column("a", Integer, primary_key=True), Column("b", String))
+    table.metadata.create_all(engine)
+    statement = DriverStatement(insert(table), ("b", "a"), {}, engine.dialect)
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    rows = [(f"row {i}", i) for i in range(ROWS_PER_INSERT * 2 + 1)]
+    with engine.begin() as conn:
+        statement.execute(conn, rows)
+    inserts = [s.count("(?, ?)") for s in sent if s.startswith("INSERT")]
+    assert inserts == [ROWS_PER_INSERT, ROWS_PER_INSERT, 1]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT b, a FROM t ORDER BY a").all() == rows
+    again = [(f"new {i}", i) for i in range(len(rows), len(rows) + ROWS_PER_INSERT + 5)]
+    with engine.begin() as conn:
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            statement.execute(conn, [*again, ("dup", 0)])  # the last chunk is refused
+        count = conn.exec_driver_sql("SELECT count(*) FROM t").scalar()
+    assert count == len(rows)
+    engine.dispose()

@@ -6,6 +6,12 @@ ORM path each row costs more Python than the rest of a presence fact's state wor
 :class:`DriverStatement` compiles a Core statement once for a dialect and hands its rows
 to the DB-API ``executemany`` (``Connection.exec_driver_sql``), with values converted by
 the columns' own bind processors (the same conversions SQLAlchemy applies).
+
+On SQLite an INSERT's rows go in multi-row statements (``VALUES (…), (…), …``,
+:data:`ROWS_PER_INSERT` at a time) rather than ``executemany``: the driver lets go of
+the interpreter lock at every step of a statement, and a step per row let the MQTT
+reader thread in hundreds of times a batch. A multi-row statement is as atomic as the
+rows' ``executemany`` in the caller's savepoint: a refused row fails it whole.
 """
 
 from __future__ import annotations
@@ -13,13 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 Converter = Callable[[Any], Any]
+
+ROWS_PER_INSERT = 150
+"""Rows per multi-row INSERT on SQLite (a few parameters each: under the 999 of old
+SQLite builds)."""
 
 
 class DriverStatement:
@@ -66,6 +76,11 @@ class DriverStatement:
             name: type_.dialect_impl(dialect).bind_processor(dialect)
             for name, type_ in types.items()
         }
+        head, values = self.sql, ""
+        if isinstance(statement, Insert) and dialect.paramstyle == "qmark":
+            head, _, values = self.sql.partition(" VALUES ")
+        self._multirow = (head, values) if values.startswith("(") else None
+        self._multirow_sql: dict[int, str] = {}
 
     @classmethod
     def cached(
@@ -93,9 +108,26 @@ class DriverStatement:
         return list(rows)
 
     def execute(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Run the statement once per row, in one ``executemany``."""
-        if rows:
-            connection.exec_driver_sql(self.sql, self.parameters(rows))
+        """Run the statement for each row: in one ``executemany``, or (an INSERT on
+        SQLite) in multi-row statements."""
+        if not rows:
+            return
+        parameters = self.parameters(rows)
+        if self._multirow is None or len(parameters) == 1:
+            connection.exec_driver_sql(self.sql, parameters)
+            return
+        for first in range(0, len(parameters), ROWS_PER_INSERT):
+            chunk = parameters[first : first + ROWS_PER_INSERT]
+            flat = tuple(value for row in chunk for value in row)
+            connection.exec_driver_sql(self._multirow_statement(len(chunk)), flat)
+
+    def _multirow_statement(self, rows: int) -> str:
+        sql = self._multirow_sql.get(rows)
+        if sql is None:
+            assert self._multirow is not None
+            head, values = self._multirow
+            sql = self._multirow_sql[rows] = f"{head} VALUES {', '.join([values] * rows)}"
+        return sql
 
 
 def _identity(value: Any) -> Any:

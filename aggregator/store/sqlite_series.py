@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -87,6 +88,23 @@ def _flat_json_encoder() -> Callable[[Mapping[str, object]], str]:
 
 _to_json = _flat_json_encoder()
 _COLUMNS = "measurement, hall, time_us, id, record"
+_ROWS_PER_INSERT = 150
+"""Points per INSERT statement (5 parameters each: under the 999 of old SQLite builds)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_sql(rows: int) -> str:
+    """The INSERT of ``rows`` points in one statement.
+
+    One statement of many rows, not ``executemany`` of one row: the driver lets go of the
+    interpreter lock at every step of a statement, and a step per point let the MQTT
+    reader thread in hundreds of times a batch (~1.5 µs a point, measured with a thread
+    beside it).
+    """
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT OR IGNORE INTO points ({_COLUMNS}) VALUES {values}"
+
+
 _RANGE = "FROM points WHERE measurement = ? AND hall = ? AND time_us >= ? AND time_us < ?"
 _CUT_SQL = f"SELECT time_us {_RANGE} ORDER BY time_us LIMIT 1 OFFSET ?"
 # The records of a chunk, a line each, in primary-key order = (time, id): one text.
@@ -180,9 +198,14 @@ class SqliteTimeSeriesStore:
                  f"{us}\t{ids[p.measurement, tags]}\t{_to_json(p.fields)}")
                 for p, us, tags in staged
             ]  # fmt: skip
-            self._conn.executemany(
-                f"INSERT OR IGNORE INTO points ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows
-            )
+            try:
+                for first in range(0, len(rows), _ROWS_PER_INSERT):
+                    chunk = rows[first : first + _ROWS_PER_INSERT]
+                    flat = [value for row in chunk for value in row]
+                    self._conn.execute(_insert_sql(len(chunk)), flat)
+            except BaseException:
+                self._conn.rollback()  # no chunk of a failed write commits with the next
+                raise
             self._conn.commit()
 
     def query(
