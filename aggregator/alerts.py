@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.store.evidence import evidence_path
@@ -35,6 +37,23 @@ class AlertSink(Protocol):
     def publish(self, alert: AlertMessage) -> None:
         """Deliver one alert message; must not block for long."""
         ...
+
+
+def add_alert(session: Session, alert: Alert) -> bool:
+    """Insert ``alert`` in a savepoint of its own.
+
+    Returns:
+        False when a partial unique index refuses it: another replica opened the alert of
+        its subject (post, device or zone) meanwhile; the transaction goes on without it.
+    """
+    try:
+        with session.begin_nested():
+            session.add(alert)
+    except IntegrityError:
+        subject = alert.post or alert.device or alert.zone
+        logger.info("%s alert for %s/%s already opened elsewhere", alert.kind, alert.hall, subject)
+        return False
+    return True
 
 
 def alert_message(row: Alert) -> AlertMessage:

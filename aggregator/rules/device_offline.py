@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, alert_message, publish_alerts
+from aggregator.alerts import AlertSink, add_alert, alert_message, publish_alerts
 from aggregator.store.state import Alert, DeviceStatus
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import AlertKind, AlertMessage, AlertState, DeviceState, new_id
@@ -168,11 +167,7 @@ class DeviceOfflineRule:
             resolved_at=None,
             message=offline_message(self.halls.get(row.hall), row),
         )
-        try:
-            with session.begin_nested():
-                session.add(alert)
-        except IntegrityError:
-            logger.info("device alert for %s/%s already opened elsewhere", row.hall, row.device)
+        if not add_alert(session, alert):
             return None
         logger.info(
             "device-offline alert %s opened: hall %s device %s (%s) since %s",

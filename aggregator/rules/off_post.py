@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, alert_message, publish_alerts
+from aggregator.alerts import AlertSink, add_alert, alert_message, publish_alerts
 from aggregator.store.state import Alert, DeviceStatus, EdgeStatusRow, PostStatus, StateStore
 from hallwatch.config.models import HallConfig, PostConfig
 from hallwatch.contract import (
@@ -374,7 +374,7 @@ class OffPostRule:
             with session.begin_nested():
                 session.add_all(alerts)
         except IntegrityError:
-            alerts = [alert for alert in alerts if _insert_alone(session, alert)]
+            alerts = [alert for alert in alerts if add_alert(session, alert)]
         for alert in alerts:
             assert alert.post is not None
             hall_watch(session, alert.hall).open_alerts[alert.post] = alert
@@ -462,18 +462,6 @@ def _alerted(
             if post is not None and (hall, post, start) in wanted:
                 found.add((hall, post, start))
     return found
-
-
-def _insert_alone(session: Session, alert: Alert) -> bool:
-    """Insert ``alert`` in its own savepoint; False when the partial unique index refuses
-    it (another replica opened the post's alert)."""
-    try:
-        with session.begin_nested():
-            session.add(alert)
-    except IntegrityError:
-        logger.info("off-post alert for %s/%s already opened elsewhere", alert.hall, alert.post)
-        return False
-    return True
 
 
 def _post(hall: HallConfig | None, post_id: str) -> PostConfig | None:

@@ -53,7 +53,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, alert_message, publish_alerts
+from aggregator.alerts import AlertSink, add_alert, alert_message, publish_alerts
 from aggregator.bus import LiveEvent
 from aggregator.store.evidence import store_evidence
 from aggregator.store.state import Alert, StateStore, ZoneStatus
@@ -473,12 +473,7 @@ def _new_alert(
 
 
 def _add(session: Session, alert: Alert) -> list[AlertMessage]:
-    try:
-        with session.begin_nested():
-            session.add(alert)
-    except IntegrityError:
-        logger.info("%s alert for %s/%s already opened elsewhere", alert.kind, alert.hall,
-                    alert.zone)  # fmt: skip
+    if not add_alert(session, alert):
         return []
     logger.info(
         "%s alert %s %s: hall %s zone %s since %s",
