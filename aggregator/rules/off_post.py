@@ -308,14 +308,6 @@ class OffPostRule:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def elapsed_s(self, row: PostStatus, now: datetime) -> float:
-        """In-service seconds counted for a post's current absence up to ``now``."""
-        hall = self.halls.get(row.hall)
-        elapsed = row.clock_banked_s
-        if hall is not None and row.clock_from is not None and now > row.clock_from:
-            elapsed += in_service_seconds(hall, row.clock_from, now)
-        return elapsed
-
     def _judge(
         self,
         watch: HallWatch,
@@ -415,10 +407,11 @@ class OffPostRule:
 
 
 def _reached(hall: HallConfig, row: PostStatus, threshold: float, now: datetime) -> bool:
-    """Whether an absence's counted service time reaches ``threshold`` by ``now``
-    (``OffPostRule.elapsed_s(row, now) >= threshold``, but for rounding to the
-    microsecond at the exact threshold), counting only as far as needed: an absence weeks
-    long in a replayed backlog is not summed day by day at every evaluation."""
+    """Whether an absence's counted service time reaches ``threshold`` by ``now``: its
+    banked seconds plus the in-service seconds from ``clock_from`` to ``now`` (but for
+    rounding to the microsecond at the exact threshold), counted only as far as needed:
+    an absence weeks long in a replayed backlog is not summed day by day at every
+    evaluation."""
     needed = threshold - row.clock_banked_s
     if needed <= 0:
         return True
