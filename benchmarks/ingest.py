@@ -37,8 +37,13 @@ medians of each round's ratio. The last line is one JSON object::
 
     {"facts": …, "rounds": …, "bare_subscriber_msgs_per_s": …,
      "bare_wire_subscriber_msgs_per_s": …, "facts_per_s_sqlite": …,
-     "facts_per_s_victoriametrics": …, "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …,
-     "runs": {each consumer: [its figure in each round]}}
+     "facts_per_s_victoriametrics": …, "cpu_us_per_fact_sqlite": …,
+     "cpu_us_per_fact_victoriametrics": …, "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …,
+     "runs": {each figure: [its value in each round]}}
+
+``cpu_us_per_fact_*`` is the aggregator process's CPU time per fact during its drain:
+on a shared machine whose CPU others take, the wall time per fact grows and this does
+not, so it tells a slow machine from a slower aggregator.
 
 The issue's target is ≥ 20,000 facts/s and ≥ 80 % of the bare subscriber.
 """
@@ -205,10 +210,15 @@ class _TimedIngest(MqttIngest):
         super()._received(messages)
 
 
-def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, db: Path) -> float:
+def aggregator_rate(
+    port: int, messages: list[bytes], series: TimeSeriesStore, db: Path
+) -> tuple[float, float]:
     """Facts per second the aggregator's ingest drains from a queued backlog, from the
     first message received to the last one stored (as the bare subscribers are timed), in
-    a process tuned as ``hallwatch aggregator`` tunes its own (``aggregator/runtime.py``)."""
+    a process tuned as ``hallwatch aggregator`` tunes its own (``aggregator/runtime.py``),
+    and the process's CPU time per fact meanwhile (µs; its threads only: not the broker's
+    nor VictoriaMetrics'). Where the machine's CPU is taken by others, the wall time per
+    fact grows and the CPU time does not."""
     settings = AggregatorSettings(
         database_url=f"sqlite:///{db}",
         mqtt_host="127.0.0.1",
@@ -238,10 +248,12 @@ def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, d
     tuning = tune_gc(settings.gc_young_threshold)
     try:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         timed.start()
         while timed.handled < len(messages) and time.perf_counter() - started < 600:
             time.sleep(0.001)
         finished = time.perf_counter()
+        cpu = time.process_time() - cpu_started
     finally:
         restore_gc(tuning)
     handled = timed.handled
@@ -249,7 +261,7 @@ def aggregator_rate(port: int, messages: list[bytes], series: TimeSeriesStore, d
     series.close()
     state.dispose()
     elapsed = finished - (timed.first or started)
-    return handled / elapsed if elapsed > 0 else 0.0
+    return (handled / elapsed if elapsed > 0 else 0.0), cpu / max(1, handled) * 1e6
 
 
 def main() -> None:
@@ -290,13 +302,16 @@ def one_round(
     yield "bare_wire_subscriber_msgs_per_s", bare_wire_subscriber(port, messages, wire)
     forget_session(port, wire)
     sqlite_series = SqliteTimeSeriesStore(folder / "series.sqlite")
-    yield "facts_per_s_sqlite", aggregator_rate(port, messages, sqlite_series, folder / "a.sqlite")
+    rate, cpu = aggregator_rate(port, messages, sqlite_series, folder / "a.sqlite")
     forget_session(port, f"bench-agg-{folder.name}-a")
+    yield "facts_per_s_sqlite", rate
+    yield "cpu_us_per_fact_sqlite", cpu
     if vm is not None:
         store = LineProtocolStore(vm.url, flavour="victoriametrics")
-        rate = aggregator_rate(port, messages, store, folder / "b.sqlite")
+        rate, cpu = aggregator_rate(port, messages, store, folder / "b.sqlite")
         forget_session(port, f"bench-agg-{folder.name}-b")
         yield "facts_per_s_victoriametrics", rate
+        yield "cpu_us_per_fact_victoriametrics", cpu
 
 
 def forget_session(port: int, client_id: str) -> None:
@@ -313,7 +328,10 @@ CONSUMERS = {
     "bare_wire_subscriber_msgs_per_s": "bare wire subscriber (msgs/s)",
     "facts_per_s_sqlite": "aggregator, SQLite series (facts/s)",
     "facts_per_s_victoriametrics": "aggregator, VictoriaMetrics (facts/s)",
+    "cpu_us_per_fact_sqlite": "aggregator, SQLite series (CPU µs a fact)",
+    "cpu_us_per_fact_victoriametrics": "aggregator, VictoriaMetrics (CPU µs a fact)",
 }
+"""Each figure a round measures (the aggregator's CPU time beside its rates)."""
 
 
 def summarise(facts: int, runs: dict[str, list[float]]) -> dict[str, object]:
@@ -323,14 +341,19 @@ def summarise(facts: int, runs: dict[str, list[float]]) -> dict[str, object]:
 
     >>> summarise(10, {"bare_subscriber_msgs_per_s": [10, 30, 20],
     ...                "bare_wire_subscriber_msgs_per_s": [100, 100, 100],
-    ...                "facts_per_s_sqlite": [9, 12, 30], "facts_per_s_victoriametrics": []})
+    ...                "facts_per_s_sqlite": [9, 12, 30], "facts_per_s_victoriametrics": [],
+    ...                "cpu_us_per_fact_sqlite": [80, 70, 90],
+    ...                "cpu_us_per_fact_victoriametrics": []})
     ... # doctest: +NORMALIZE_WHITESPACE
     {'facts': 10, 'rounds': 3, 'bare_subscriber_msgs_per_s': 20,
      'bare_wire_subscriber_msgs_per_s': 100, 'facts_per_s_sqlite': 12,
-     'facts_per_s_victoriametrics': None, 'sqlite_vs_bare': 0.9, 'sqlite_vs_bare_wire': 0.12,
+     'facts_per_s_victoriametrics': None, 'cpu_us_per_fact_sqlite': 80,
+     'cpu_us_per_fact_victoriametrics': None, 'sqlite_vs_bare': 0.9,
+     'sqlite_vs_bare_wire': 0.12,
      'runs': {'bare_subscriber_msgs_per_s': [10, 30, 20],
               'bare_wire_subscriber_msgs_per_s': [100, 100, 100],
-              'facts_per_s_sqlite': [9, 12, 30], 'facts_per_s_victoriametrics': []}}
+              'facts_per_s_sqlite': [9, 12, 30], 'facts_per_s_victoriametrics': [],
+              'cpu_us_per_fact_sqlite': [80, 70, 90], 'cpu_us_per_fact_victoriametrics': []}}
     """
     result: dict[str, object] = {"facts": facts, "rounds": len(runs["facts_per_s_sqlite"])}
     for name in CONSUMERS:
