@@ -16,7 +16,8 @@ rows' ``executemany`` in the caller's savepoint: a refused row fails it whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import Connection, Insert
@@ -30,6 +31,30 @@ Converter = Callable[[Any], Any]
 ROWS_PER_INSERT = 150
 """Rows per multi-row INSERT on SQLite (a few parameters each: under the 999 of old
 SQLite builds)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _multirow_sql(head: str, values: str, rows: int) -> str:
+    return f"{head} VALUES {', '.join([values] * rows)}"
+
+
+def multirow_inserts(
+    head: str, values: str, rows: Sequence[Sequence[Any]]
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The multi-row INSERTs of ``rows`` (:data:`ROWS_PER_INSERT` at a time), each with
+    its parameters in one flat tuple, for a qmark driver (sqlite3).
+
+    Args:
+        head: The statement before ``VALUES`` (``INSERT INTO t (a, b)``).
+        values: One row's placeholders (``(?, ?)``).
+        rows: Each row's values, in the columns' order.
+
+    >>> [(sql, flat) for sql, flat in multirow_inserts("INSERT INTO t (a)", "(?)", [[1], [2]])]
+    [('INSERT INTO t (a) VALUES (?), (?)', (1, 2))]
+    """
+    for first in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[first : first + ROWS_PER_INSERT]
+        yield _multirow_sql(head, values, len(chunk)), tuple(v for row in chunk for v in row)
 
 
 class DriverStatement:
@@ -80,7 +105,6 @@ class DriverStatement:
         if isinstance(statement, Insert) and dialect.paramstyle == "qmark":
             head, _, values = self.sql.partition(" VALUES ")
         self._multirow = (head, values) if values.startswith("(") else None
-        self._multirow_sql: dict[int, str] = {}
 
     @classmethod
     def cached(
@@ -116,18 +140,8 @@ class DriverStatement:
         if self._multirow is None or len(parameters) == 1:
             connection.exec_driver_sql(self.sql, parameters)
             return
-        for first in range(0, len(parameters), ROWS_PER_INSERT):
-            chunk = parameters[first : first + ROWS_PER_INSERT]
-            flat = tuple(value for row in chunk for value in row)
-            connection.exec_driver_sql(self._multirow_statement(len(chunk)), flat)
-
-    def _multirow_statement(self, rows: int) -> str:
-        sql = self._multirow_sql.get(rows)
-        if sql is None:
-            assert self._multirow is not None
-            head, values = self._multirow
-            sql = self._multirow_sql[rows] = f"{head} VALUES {', '.join([values] * rows)}"
-        return sql
+        for sql, flat in multirow_inserts(*self._multirow, parameters):
+            connection.exec_driver_sql(sql, flat)
 
 
 def _identity(value: Any) -> Any:

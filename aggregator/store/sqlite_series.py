@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import queue
@@ -34,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
+from aggregator.store.driver_sql import multirow_inserts
 from aggregator.store.points import (
     Point,
     PointColumns,
@@ -88,23 +88,10 @@ def _flat_json_encoder() -> Callable[[Mapping[str, object]], str]:
 
 _to_json = _flat_json_encoder()
 _COLUMNS = "measurement, hall, time_us, id, record"
-_ROWS_PER_INSERT = 150
-"""Points per INSERT statement (5 parameters each: under the 999 of old SQLite builds)."""
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_sql(rows: int) -> str:
-    """The INSERT of ``rows`` points in one statement.
-
-    One statement of many rows, not ``executemany`` of one row: the driver lets go of the
-    interpreter lock at every step of a statement, and a step per point let the MQTT
-    reader thread in hundreds of times a batch (~1.5 µs a point, measured with a thread
-    beside it).
-    """
-    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT OR IGNORE INTO points ({_COLUMNS}) VALUES {values}"
-
-
+_INSERT = f"INSERT OR IGNORE INTO points ({_COLUMNS})"
+"""The points' INSERT before its values: multi-row statements
+(:func:`~aggregator.store.driver_sql.multirow_inserts`), not ``executemany`` of one row,
+whose step per point let the MQTT reader thread in at every point."""
 _RANGE = "FROM points WHERE measurement = ? AND hall = ? AND time_us >= ? AND time_us < ?"
 _CUT_SQL = f"SELECT time_us {_RANGE} ORDER BY time_us LIMIT 1 OFFSET ?"
 # The records of a chunk, a line each, in primary-key order = (time, id): one text.
@@ -199,10 +186,8 @@ class SqliteTimeSeriesStore:
                 for p, us, tags in staged
             ]  # fmt: skip
             try:
-                for first in range(0, len(rows), _ROWS_PER_INSERT):
-                    chunk = rows[first : first + _ROWS_PER_INSERT]
-                    flat = [value for row in chunk for value in row]
-                    self._conn.execute(_insert_sql(len(chunk)), flat)
+                for sql, flat in multirow_inserts(_INSERT, "(?, ?, ?, ?, ?)", rows):
+                    self._conn.execute(sql, flat)
             except BaseException:
                 self._conn.rollback()  # no chunk of a failed write commits with the next
                 raise
