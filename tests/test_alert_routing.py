@@ -34,6 +34,7 @@ from hallwatch.contract import (
     parse_alert,
 )
 from tests.conftest import build_hall
+from tests.support.clock import SettableClock
 
 HALL = "rt-hall"
 ZHANG, WANG, LI, ZHAO = "13800000001", "13800000002", "13800000003", "13800000004"
@@ -108,14 +109,6 @@ class RecordingMqtt:
         return sorted(t.rsplit("/", 1)[1] for t, _ in self.sent)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 class Routing:
     """A router over a SQLite file, with recording channels and a settable clock."""
 
@@ -124,7 +117,7 @@ class Routing:
         self.hall = hall or routed_hall()
         self.state = StateStore(f"sqlite:///{db}")
         self.state.create_all()
-        self.clock = Clock(local("10:00"))
+        self.clock = SettableClock(local("10:00"))
         self.sms = RecordingSms() if sms else None
         self.mqtt = RecordingMqtt()
         self.router = AlertRouter(

@@ -24,21 +24,12 @@ from edge.worker import EdgeWorker
 from hallwatch.config.models import HallConfig
 from hallwatch.contract import DeviceFact, DeviceKind, DeviceState, Fact, fact_topic, parse_fact
 from tests.conftest import build_hall
+from tests.support.clock import SettableClock
 from tests.support.mosquitto import Mosquitto
 from tests.support.running import wait_until
 from tests.test_wait_clock import SALT
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.t = start
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 def hall_with(devices: list[dict[str, Any]], **extra: Any) -> HallConfig:
@@ -80,11 +71,11 @@ TIMELINE: list[tuple[float, list[str], list[tuple[str, str, float]]]] = [
 
 
 def test_timeline_one_fact_per_change() -> None:
-    clock = Clock()
+    clock = SettableClock(T0)
     config = hall_with([device("kiosk", tcp="10.0.0.9:80"), device("never", mqtt_topic="hb/n")])
     monitor = DeviceMonitor(config, now=clock)
     for seconds, seen, expected in TIMELINE:
-        clock.t = at(seconds)
+        clock.now = at(seconds)
         for dev_id in seen:
             monitor.seen(dev_id)
         facts = monitor.tick()
@@ -94,7 +85,7 @@ def test_timeline_one_fact_per_change() -> None:
 
 
 def test_facts_carry_hall_source_kind_and_reason() -> None:
-    clock = Clock()
+    clock = SettableClock(T0)
     config = hall_with(
         [
             device("lift-1", 120, kind="lift", tcp="10.0.0.30:502"),
@@ -102,7 +93,7 @@ def test_facts_carry_hall_source_kind_and_reason() -> None:
         ]
     )
     monitor = DeviceMonitor(config, now=clock)
-    clock.t = at(30)
+    clock.now = at(30)
     [screen] = monitor.tick()
     assert (screen.hall, screen.source, screen.body.device_kind) == (
         "h1",
@@ -113,7 +104,7 @@ def test_facts_carry_hall_source_kind_and_reason() -> None:
         "no sign of life for 30 s since the edge started (http GET http://10.0.0.20/s)"
     )
     monitor.seen("lift-1", at(50))
-    clock.t = at(200)
+    clock.now = at(200)
     online, offline = monitor.tick()
     assert (online.body.state, online.ts) == (DeviceState.ONLINE, at(50))
     assert (offline.body.state, offline.ts) == (DeviceState.OFFLINE, at(170))  # came and went
@@ -122,11 +113,11 @@ def test_facts_carry_hall_source_kind_and_reason() -> None:
 
 
 def test_late_or_stale_signs_do_not_bring_a_device_back() -> None:
-    clock = Clock()
+    clock = SettableClock(T0)
     monitor = DeviceMonitor(hall_with([device("k", 60, tcp="10.0.0.9:80")]), now=clock)
     monitor.seen("k", at(5))
     monitor.seen("nobody", at(5))  # unknown ids are ignored
-    clock.t = at(70)
+    clock.now = at(70)
     assert changes(monitor.tick()) == [("k", "online", 5), ("k", "offline", 65)]
     monitor.seen("k", at(64))  # recorded late, from before the offline moment
     assert monitor.tick() == []
@@ -136,7 +127,7 @@ def test_late_or_stale_signs_do_not_bring_a_device_back() -> None:
 
 
 def test_mqtt_devices_are_not_judged_while_the_edge_does_not_listen() -> None:
-    clock = Clock()
+    clock = SettableClock(T0)
     config = hall_with([device("hb", 60, mqtt_topic="hb/x"), device("tcp", 60, tcp="10.0.0.9:80")])
     monitor = DeviceMonitor(config, now=clock)
     # (seconds, listening, changes): the feed client is not caught up for the first 50 s
@@ -149,7 +140,7 @@ def test_mqtt_devices_are_not_judged_while_the_edge_does_not_listen() -> None:
         (130, True, [("hb", "offline", 130)]),
         (200, False, []),  # the link drops again: nothing more is judged over MQTT
     ]:
-        clock.t = at(seconds)
+        clock.now = at(seconds)
         facts = monitor.tick(listening=listening)
         assert changes(facts) == expected, seconds
         if seconds == 130:

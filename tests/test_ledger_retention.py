@@ -36,19 +36,12 @@ from hallwatch.contract import (
     fact_topic,
 )
 from tests.conftest import build_hall
+from tests.support.clock import SettableClock
 
 HALL = "h-ledger-age"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 STORED, DUPLICATE = IngestOutcome.STORED, IngestOutcome.DUPLICATE
 DEAD = IngestOutcome.DEAD_LETTERED
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -82,7 +75,7 @@ def test_a_fact_older_than_the_horizon_is_dead_lettered_and_its_batch_goes_on(
     stores: Stores,
 ) -> None:
     halls = {HALL: build_hall(HALL)}
-    ingestor = Ingestor(stores.state, stores.series, halls, clock=Clock(NOW),
+    ingestor = Ingestor(stores.state, stores.series, halls, clock=SettableClock(NOW),
                         max_age=timedelta(days=14))  # fmt: skip
     horizon = NOW - timedelta(days=14)
     refused_before = too_old_count()
@@ -102,7 +95,7 @@ def test_a_fact_older_than_the_horizon_is_dead_lettered_and_its_batch_goes_on(
 def test_an_edge_status_is_not_refused_for_its_age(stores: Stores) -> None:
     """An edge's will is dated when it connected, which may be long ago: not a fact."""
     halls = {HALL: build_hall(HALL)}
-    ingestor = Ingestor(stores.state, stores.series, halls, clock=Clock(NOW),
+    ingestor = Ingestor(stores.state, stores.series, halls, clock=SettableClock(NOW),
                         max_age=timedelta(days=14))  # fmt: skip
     status = EdgeStatus(hall=HALL, source="edge-1", state=DeviceState.OFFLINE,
                         ts=NOW - timedelta(days=30))  # fmt: skip
@@ -112,11 +105,13 @@ def test_an_edge_status_is_not_refused_for_its_age(stores: Stores) -> None:
 
 def test_without_a_horizon_every_age_is_applied(stores: Stores) -> None:
     """The library's default (tests and tools replaying old days): nothing is too old."""
-    ingestor = Ingestor(stores.state, stores.series, {HALL: build_hall(HALL)}, clock=Clock(NOW))
+    ingestor = Ingestor(
+        stores.state, stores.series, {HALL: build_hall(HALL)}, clock=SettableClock(NOW)
+    )
     assert ingestor.handle_batch([presence(NOW - timedelta(days=3650))]) == [STORED]
 
 
-def _service(stores: Stores, clock: Clock) -> AggregatorService:
+def _service(stores: Stores, clock: SettableClock) -> AggregatorService:
     settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=14)
     return AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
                              series=stores.series, mqtt=False, clock=clock)  # fmt: skip
@@ -126,7 +121,7 @@ def test_the_service_forgets_only_what_its_ingest_refuses(stores: Stores) -> Non
     """With a 14-day retention: a fact is refused once 14 days old, its ledger row kept
     until it is 15 days old, and its redelivery after that is still refused, not applied.
     The edges' newest fact (one a minute) keeps the purge's time."""
-    clock = Clock(NOW)
+    clock = SettableClock(NOW)
     service = _service(stores, clock)
     ingest = service.ingestor.handle_batch
     old, new = presence(NOW - timedelta(days=10), "w1"), presence(NOW - timedelta(days=1), "w2")
@@ -152,7 +147,7 @@ def test_a_retention_raised_after_a_purge_still_refuses_what_was_forgotten(
     """A 14-day aggregator purged the ledger; restarted with 90 days, it accepts a fact
     20 days old that was never seen, but not one older than how far the ledger was purged,
     whose row may be gone."""
-    clock = Clock(NOW)
+    clock = SettableClock(NOW)
     service = _service(stores, clock)
     forgotten = presence(NOW - timedelta(days=10), "w1")
     assert service.ingestor.handle_batch([forgotten]) == [STORED]
@@ -178,7 +173,7 @@ def test_another_replicas_purge_is_read_again(
     second refuses once it reads again how far the ledger was purged (at most every
     ``HORIZON_READ_EVERY_S``; here at every batch)."""
     monkeypatch.setattr(ingest_module, "HORIZON_READ_EVERY_S", 0.0)
-    clock = Clock(NOW)
+    clock = SettableClock(NOW)
     short = _service(stores, clock)
     settings = AggregatorSettings(halls=[], http_port=0, ledger_retention_days=90)
     long = AggregatorService(settings, {HALL: build_hall(HALL)}, state=stores.state,
@@ -196,10 +191,10 @@ def test_a_clock_that_jumps_ahead_does_not_empty_the_ledger(stores: Stores) -> N
     clock 200 days fast forgets nothing the edges' own times keep; with no fact stored
     since start there is nothing to check the clock against, and nothing is purged."""
     earlier_run = Ingestor(stores.state, stores.series, {HALL: build_hall(HALL)},
-                           clock=Clock(NOW - timedelta(days=5)))  # fmt: skip
+                           clock=SettableClock(NOW - timedelta(days=5)))  # fmt: skip
     facts = [presence(NOW - timedelta(days=d), f"w{d}") for d in (16, 14)]
     assert earlier_run.handle_batch(facts) == [STORED] * 2
-    clock = Clock(NOW)
+    clock = SettableClock(NOW)
     service = _service(stores, clock)
     assert service.housekeeping(NOW + timedelta(days=200)) == Housekeeping(0, 0)
     assert service.ingestor.handle_batch([presence(NOW, "w1")]) == [STORED]
@@ -216,7 +211,7 @@ def test_a_ledger_far_behind_is_forgotten_a_slice_at_every_tick(
     later; once done, the purge is hourly again."""
     monkeypatch.setattr(service_module, "LEDGER_PURGE_BUDGET_S", 0.0)
     monkeypatch.setattr(state_module, "LEDGER_PURGE_CHUNK", 2)
-    clock = Clock(NOW - timedelta(days=30))
+    clock = SettableClock(NOW - timedelta(days=30))
     service = _service(stores, clock)
     old = [presence(clock.now + timedelta(minutes=k), f"w{k}") for k in range(1, 6)]
     assert service.ingestor.handle_batch(old) == [STORED] * 5
