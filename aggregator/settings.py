@@ -133,15 +133,16 @@ class AggregatorSettings(BaseSettings):
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive.")
     mqtt_receive_maximum: int = Field(
-        default=1000,
+        default=2000,
         ge=1,
         le=65535,
         description="MQTT 5 receive maximum: facts the broker may send before the first is "
         "acknowledged, which bounds the ingest batch (3.1.1: the broker's "
-        "max_inflight_messages).",
+        "max_inflight_messages). Twice ingest_batch_max: the next batch arrives while one "
+        "is stored.",
     )
     ingest_batch_max: int = Field(
-        default=500,
+        default=1000,
         ge=1,
         le=10_000,
         description="Most messages ingested in one state transaction: the worker takes what "
@@ -149,7 +150,7 @@ class AggregatorSettings(BaseSettings):
         "batches of one).",
     )
     gc_young_threshold: int = Field(
-        default=20_000,
+        default=50_000,
         ge=0,
         le=1_000_000,
         description="Python's garbage collector in the aggregator process: allocations net "

@@ -168,6 +168,32 @@ def test_tag_sets_are_stored_once_and_shared_between_stores(tmp_path: Path) -> N
     second.close()
 
 
+def test_fields_written_by_an_earlier_version_read_back_as_the_new_ones(tmp_path: Path) -> None:
+    """Earlier versions wrote a point's fields sorted and spaced (``json.dumps``), this one
+    compact in the point's own key order: a file holding both reads them alike."""
+    series = SqliteTimeSeriesStore(tmp_path / "s.sqlite")
+    points = _points()[:200]
+    series.write(points[:100])
+    query = "SELECT record FROM points WHERE id = ?"
+    (record,) = series._conn.execute(query, (points[0].id,)).fetchone()
+    assert record.endswith("\t" + json.dumps(points[0].fields, separators=(",", ":")))
+    older = [
+        (p.measurement, "h1", to_micros(p.time), p.id,
+         f"{to_micros(p.time)}\t{series._series_ids[p.measurement, sqlite_series._to_json(p.tags)]}"
+         f"\t{json.dumps(p.fields, sort_keys=True)}")
+        for p in points[100:]
+    ]  # fmt: skip
+    series._conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?)", older)
+    series._conn.commit()
+    end = T0 + timedelta(hours=HOURS)
+    got = series.query("post_presence", hall="h1", start=T0, end=end)
+    assert [(p.tags, p.fields, p.time) for p in got] == [
+        (p.tags, p.fields, p.time) for p in sorted(points, key=lambda p: (p.time, p.id))
+    ]
+    assert _read(series) == [replace(p, id="") for p in got]
+    series.close()
+
+
 def test_an_abandoned_read_stops_its_thread(store: SqliteTimeSeriesStore) -> None:
     chunks = store.read_columns(
         "post_presence", hall="h1", start=T0, end=T0 + timedelta(hours=HOURS), batch_rows=10
