@@ -58,11 +58,58 @@ DEAD_LETTER_MAX_PAYLOAD = 64 * 1024
 """Dead-lettered payloads are truncated to this many bytes."""
 
 
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """A UTC time as SQLAlchemy's SQLite ``DATETIME`` stores it (``2026-11-02
+    01:00:00.000000``), in one step.
+
+    >>> from datetime import timedelta, timezone
+    >>> _sqlite_utc_text(datetime(2026, 11, 2, 9, 0, 0, 5, tzinfo=timezone(timedelta(hours=8))))
+    '2026-11-02 01:00:00.000005'
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_utc_time(value: str | None) -> datetime | None:
+    """A stored SQLite ``DATETIME`` text as an aware UTC time.
+
+    >>> _sqlite_utc_time("2026-11-02 01:00:00.000005"), _sqlite_utc_time("2026-11-02 01:00:00")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    (datetime.datetime(2026, 11, 2, 1, 0, 0, 5, tzinfo=datetime.timezone.utc),
+     datetime.datetime(2026, 11, 2, 1, 0, tzinfo=datetime.timezone.utc))
+    >>> _sqlite_utc_time("2026-11-02 09:00:00+08:00")  # text written with an offset
+    datetime.datetime(2026, 11, 2, 1, 0, tzinfo=datetime.timezone.utc)
+    """
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend (SQLite drops the zone)."""
+    """A timezone-aware UTC datetime on every backend (SQLite drops the zone).
+
+    On SQLite the conversion to and from the stored text is one function each way
+    (:func:`_sqlite_utc_text`, :func:`_sqlite_utc_time`: the same text as SQLAlchemy's
+    ``DATETIME`` writes and reads), not this decorator's step chained to the dialect's:
+    ingest converts thousands of times a second, and the chain cost ~4 µs a time.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return _sqlite_utc_text
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name == "sqlite":
+            return _sqlite_utc_time
+        return super().result_processor(dialect, coltype)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
