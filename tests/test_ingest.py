@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from aggregator import ingest as ingest_module
 from aggregator.bus import LiveBus, LiveEvent
-from aggregator.ingest import Ingestor, IngestOutcome
+from aggregator.ingest import Ingestor, IngestOutcome, Message
 from aggregator.store.state import DEAD_LETTER_MAX_PAYLOAD, StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore, facts_to_points
 from hallwatch.contract import (
@@ -108,6 +108,35 @@ def test_valid_facts_are_stored(ingestor: Ingestor) -> None:
     assert stats.fields["inference_ms_mean"] == 12.5 and stats.fields["crops_skipped"] == 80
     (dev,) = ingestor.series.query("device_status", hall=HALL, start=T0, end=end)
     assert dev.fields["online"] == 1 and dev.tags["kind"] == "camera"
+
+
+def test_a_batch_counts_each_outcome_and_a_failed_batch_counts_errors(
+    ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = fact_topic(HALL, "presence")
+    first, second = presence(post="w1"), presence(post="w2")
+    batch = [
+        Message(topic, encode(first)),
+        Message(topic, encode(second)),
+        Message(topic, encode(first)),  # again in the batch
+        Message(topic, b"{not json"),
+        Message(topic, encode(presence(post="w3"))),
+    ]
+    names = ("stored", "duplicate", "dead_lettered", "error")
+    before = {name: metric(name) for name in names}
+    outcomes = ingestor.handle_batch(batch)
+    assert outcomes.count(IngestOutcome.STORED) == 3
+    assert {name: metric(name) - before[name] for name in names} == {
+        "stored": 3, "duplicate": 1, "dead_lettered": 1, "error": 0
+    }  # fmt: skip
+
+    def refuse(points: object) -> None:
+        raise RuntimeError("series store down")
+
+    monkeypatch.setattr(ingestor.series, "write", refuse)
+    with pytest.raises(RuntimeError, match="series store down"):
+        ingestor.handle_batch([Message(topic, encode(presence(post=f"w{i}"))) for i in (4, 5)])
+    assert metric("error") - before["error"] == 2 and metric("stored") - before["stored"] == 3
 
 
 def test_duplicate_id_is_stored_once_and_counted(ingestor: Ingestor) -> None:

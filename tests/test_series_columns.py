@@ -194,6 +194,22 @@ def test_fields_written_by_an_earlier_version_read_back_as_the_new_ones(tmp_path
     series.close()
 
 
+def test_tag_sets_equal_in_python_but_not_in_json_are_two_series(tmp_path: Path) -> None:
+    """``1 == True``: tag values that are not text (outside the contract) do not share the
+    series of their equal-comparing values."""
+    series = SqliteTimeSeriesStore(tmp_path / "s.sqlite")
+    odd: list[Any] = [{"hall": "h1", "n": 1}, {"hall": "h1", "n": True}, {"hall": "h1", "n": "1"}]
+    for round_ in range(2):  # the second time from what the store holds
+        series.write(
+            [Point("m", tags, {"v": i}, T0, f"{round_}-{i}") for i, tags in enumerate(odd)]
+        )
+    got = series.query("m", hall="h1", start=T0, end=T0 + timedelta(seconds=1))
+    assert [(type(p.tags["n"]), p.fields["v"]) for p in got] == [
+        (int, 0), (bool, 1), (str, 2), (int, 0), (bool, 1), (str, 2)
+    ]  # fmt: skip
+    series.close()
+
+
 def test_an_abandoned_read_stops_its_thread(store: SqliteTimeSeriesStore) -> None:
     chunks = store.read_columns(
         "post_presence", hall="h1", start=T0, end=T0 + timedelta(hours=HOURS), batch_rows=10

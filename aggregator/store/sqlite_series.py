@@ -38,7 +38,6 @@ from aggregator.store.driver_sql import multirow_inserts
 from aggregator.store.points import (
     Point,
     PointColumns,
-    SeriesTextCache,
     from_micros,
     tag_text,
     to_micros,
@@ -103,6 +102,9 @@ def _fields_json(fields: Mapping[str, object]) -> str:
     return pydantic_core.to_json(fields, inf_nan_mode="constants").decode()
 
 
+_ADD_SERIES = "INSERT OR IGNORE INTO series (measurement, tags) VALUES (?, ?)"
+_SERIES_CACHED = 4096
+"""Tag sets whose series id a store keeps by their items (emptied when full)."""
 _COLUMNS = "measurement, hall, time_us, id, record"
 _INSERT = f"INSERT OR IGNORE INTO points ({_COLUMNS})"
 """The points' INSERT before its values: multi-row statements
@@ -143,25 +145,31 @@ class SqliteTimeSeriesStore:
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             _ensure_schema(self._conn, path)
-        self._tags_text = SeriesTextCache(lambda _measurement, tags: _to_json(tags))
-        """The JSON of a series' tag set."""
         self._series_ids: dict[tuple[str, str], int] = {}
+        """Series ids by measurement and tags JSON."""
+        self._series_by_tags: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        """Series ids by measurement and tag items as a point carries them (tag sets of
+        strings only: ``1 == True``, so a number's items could stand for a boolean's)."""
         self._series_tags: dict[int, dict[str, str]] = {}
 
-    def _series_of(self, keys: set[tuple[str, str]]) -> None:
-        """Register (measurement, tags JSON) series not cached yet (lock held)."""
-        missing = [k for k in keys if k not in self._series_ids]
-        if not missing:
-            return
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO series (measurement, tags) VALUES (?, ?)", missing
-        )
-        self._conn.commit()  # before caching ids: a later rollback cannot orphan them
-        for measurement, tags in missing:
-            (series_id,) = self._conn.execute(
-                "SELECT id FROM series WHERE measurement = ? AND tags = ?", (measurement, tags)
+    def _series_id(self, measurement: str, tags: Mapping[str, str]) -> int:
+        """The id of a series not in ``_series_by_tags`` yet, registered in the file if it
+        is new there too (lock held; before the points' INSERTs, which it commits)."""
+        text = _to_json(tags)
+        series_id = self._series_ids.get((measurement, text))
+        if series_id is None:
+            key = (measurement, text)
+            self._conn.execute(_ADD_SERIES, key)
+            self._conn.commit()  # before caching the id: a later rollback cannot orphan it
+            (found,) = self._conn.execute(
+                "SELECT id FROM series WHERE measurement = ? AND tags = ?", key
             ).fetchone()
-            self._series_ids[measurement, tags] = int(series_id)
+            series_id = self._series_ids[measurement, text] = int(found)
+        if all(type(value) is str for value in tags.values()):
+            if len(self._series_by_tags) >= _SERIES_CACHED:
+                self._series_by_tags.clear()
+            self._series_by_tags[measurement, tuple(tags.items())] = series_id
+        return series_id
 
     def _tags_of(self, conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, str]]:
         """The tag sets of series ids (cached; read through ``conn`` when not)."""
@@ -190,17 +198,18 @@ class SqliteTimeSeriesStore:
             us = micros.get(p.time)
             if us is None:
                 us = micros[p.time] = to_micros(p.time)
-            staged.append((p, us, self._tags_text(p.measurement, p.tags)))
+            staged.append((p, us))
         if not staged:
             return
         with self._lock:
-            self._series_of({(p.measurement, tags) for p, _, tags in staged})
-            ids = self._series_ids
-            rows = [
-                (p.measurement, p.tags.get("hall", ""), us, p.id,
-                 f"{us}\t{ids[p.measurement, tags]}\t{_fields_json(p.fields)}")
-                for p, us, tags in staged
-            ]  # fmt: skip
+            known = self._series_by_tags
+            rows = []
+            for p, us in staged:
+                series_id = known.get((p.measurement, tuple(p.tags.items())))
+                if series_id is None:
+                    series_id = self._series_id(p.measurement, p.tags)
+                record = f"{us}\t{series_id}\t{_fields_json(p.fields)}"
+                rows.append((p.measurement, p.tags.get("hall", ""), us, p.id, record))
             try:
                 for sql, flat in multirow_inserts(_INSERT, "(?, ?, ?, ?, ?)", rows):
                     self._conn.execute(sql, flat)
