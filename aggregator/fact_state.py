@@ -164,8 +164,8 @@ class FactState:
         self.devices = devices
         self.zones = zones
 
-    @staticmethod
-    def preload(session: Session, facts: Sequence[Fact], effects: StateEffects) -> None:
+    @classmethod
+    def preload(cls, session: Session, facts: Sequence[Fact], effects: StateEffects) -> None:
         """Load, in one query per kind, the post and device rows ``facts`` will update."""
         post_halls: set[str] = set()
         device_halls: set[str] = set()
@@ -174,6 +174,19 @@ class FactState:
                 post_halls.add(fact.hall)
             elif isinstance(fact, DeviceFact):
                 device_halls.add(fact.hall)
+        cls._load(session, post_halls, device_halls, effects)
+
+    @classmethod
+    def warm_up(cls, session: Session, halls: Sequence[str]) -> None:
+        """Compile and run once what a batch of ``halls``' facts runs first (rows loaded,
+        posts' UPDATE compiled): :meth:`aggregator.ingest.Ingestor.warm_up`."""
+        cls._load(session, set(halls), set(halls), StateEffects())
+        DriverStatement.cached("post_seen", session.get_bind().dialect, _post_seen_update)
+
+    @staticmethod
+    def _load(
+        session: Session, post_halls: set[str], device_halls: set[str], effects: StateEffects
+    ) -> None:
         if post_halls:
             for post in session.scalars(select(PostStatus).where(PostStatus.hall.in_(post_halls))):
                 effects.keep(post, (post.hall, post.post))

@@ -40,13 +40,13 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.cases.register import CaseRegister
 from aggregator.fact_state import FactState, RegisterFailedError, StateEffects
 from aggregator.rules.device_offline import DeviceOfflineRule
-from aggregator.rules.off_post import OffPostRule
+from aggregator.rules.off_post import OffPostRule, hall_watches
 from aggregator.rules.zone_alerts import ZoneAlertRule
 from aggregator.store.driver_sql import DriverStatement
 from aggregator.store.state import EdgeStatusRow, SeenFact, StateStore
@@ -330,10 +330,41 @@ class Ingestor:
         self._topics = BoundedMemo(_name_of_topic, _TOPICS_MAX)
         self._forgotten_before: datetime | None = None
         self._forgotten_read_at: float | None = None
+        self._warm = False
         self.newest_fact_ts: datetime | None = None
         """The newest time of a fact this ingestor stored, at most the time it was stored
         (None: none yet): the edges' clocks, which the ledger's purge checks the
         aggregator's own against."""
+
+    def warm_up(self) -> bool:
+        """Do once, before the first batch, what that batch would otherwise do first:
+        configure the ORM's mappers, compile the hot statements, and run the first reads
+        of the configured halls (ledger horizon, posts, devices, what the off-post rule
+        reads) in a transaction that writes nothing. After a restart the first batch is a
+        backlog's: unprepared, it took ~90 ms more than the next (~45 ms configuring the
+        mappers, ~40 ms compiling statements).
+
+        Returns:
+            Whether it is done (False: the database failed, logged; the first batch then
+            does the same work, and is retried as any batch).
+        """
+        if self._warm:
+            return True
+        try:
+            configure_mappers()
+            self._oldest_accepted()
+            halls = list(self.halls)
+            with self.state.session() as session:
+                dialect = session.get_bind().dialect
+                DriverStatement.cached("ledger", dialect, _ledger_insert)
+                self.fact_state.warm_up(session, halls)
+                if self.rule is not None:
+                    hall_watches(session, halls)
+        except Exception:
+            logger.exception("warming up ingest failed; the first batch does it")
+            return False
+        self._warm = True
+        return True
 
     def handle(self, topic: str, payload: bytes) -> IngestOutcome:
         """Ingest one message (a batch of one: see :meth:`handle_batch`).

@@ -227,6 +227,7 @@ class MqttIngest:
         return batch
 
     def _work(self) -> None:
+        self.ingestor.warm_up()  # what comes meanwhile is queued
         limit = self.settings.ingest_batch_max
         while not self._stop.is_set():
             batch = self._take(limit)

@@ -301,16 +301,67 @@ def test_database_failure_mid_batch_loses_nothing_and_dead_letters_once(
     assert agg.state.seen_count(HALL) == 2 and agg.series.count() == 2
 
 
+def _statements(state: StateStore) -> list[str]:
+    """The SQL the state database runs from now on (appended as it runs)."""
+    seen: list[str] = []
+
+    @event.listens_for(state.engine, "before_cursor_execute")
+    def _record(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    return seen
+
+
+def test_warming_up_reads_what_a_first_batch_reads_writes_nothing_and_is_done_once(
+    make: Any,
+) -> None:
+    agg = make("warm")
+    agg.ingestor.handle_batch([message(presence("w1", PostState.ON_POST, T0))])
+    before = agg.snapshot()
+    fresh = Ingestor(agg.state, agg.series, agg.ingestor.halls, rule=agg.ingestor.rule)
+    ran = _statements(agg.state)
+    assert fresh.warm_up() is True
+    assert {"SELECT"} <= set(ran) <= {"SELECT", "BEGIN", "COMMIT"}
+    count = len(ran)
+    assert fresh.warm_up() is True and len(ran) == count  # once
+    assert agg.snapshot() == before
+    fresh.handle_batch([message(presence("w2", PostState.ON_POST, T0))])
+    assert agg.state.seen_count(HALL) == 2
+
+
+def test_warming_up_on_a_failing_database_is_logged_and_the_first_batch_goes_on(
+    make: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    agg = make("warm-down")
+
+    def down() -> Any:
+        raise OSError("database down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(agg.state, "session", down)
+        assert agg.ingestor.warm_up() is False
+    assert "warming up ingest failed" in caplog.text
+    outcome = agg.ingestor.handle(fact_topic(HALL, "presence"),
+                                  encode(presence("w1", PostState.ON_POST, T0)))  # fmt: skip
+    assert outcome is IngestOutcome.STORED
+    assert agg.ingestor.warm_up() is True
+
+
 class _DownIngestor:
     """An ingestor whose database is down until ``up`` is set."""
 
     def __init__(self) -> None:
         self.up = threading.Event()
         self.stored: list[bytes] = []
+        self.warm_ups = 0
 
     def _check(self) -> None:
         if not self.up.is_set():
             raise OSError("database down")
+
+    def warm_up(self) -> bool:
+        self.warm_ups += 1
+        return self.up.is_set()
 
     def handle_batch(self, messages: list[Message]) -> list[IngestOutcome]:
         self._check()
@@ -359,6 +410,7 @@ def test_the_worker_keeps_messages_through_a_long_database_outage(
         thread.join(5)
     assert ingestor.stored == [b"f1", b"f2", b"f3", b"f4"]
     assert acks.acked == [1, 2, 3, 4]
+    assert ingestor.warm_ups == 1  # tried once as the worker starts; the batches go on
 
 
 @pytest.mark.parametrize(
