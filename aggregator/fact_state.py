@@ -302,7 +302,7 @@ class FactState:
             if fact.ts < (row.last_fact_ts if seen is None else seen.ts):
                 logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
                 return False
-            if row.state == b.state.value:
+            if row.state == b.state:  # a StrEnum: equal to its text
                 # same state (summary or repeat): ``since`` stands; the row takes the
                 # newest such fact once, when the batch settles
                 window = b.window if b.window is not None or seen is None else seen.window

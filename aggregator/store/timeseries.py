@@ -98,7 +98,9 @@ def facts_to_points(fact: Fact) -> list[Point]:
 
     Ticket numbers, ticket and case ids, applicant keys and staff ids are never tags.
     """
-    if isinstance(fact, PresenceFact | DeviceFact | StatsFact):
+    if isinstance(fact, PresenceFact):  # most facts: one class test, not a union's
+        return [_presence_point(fact)]
+    if isinstance(fact, DeviceFact | StatsFact):
         return _video_points(fact)
     if isinstance(fact, HygieneFact | OccupancyFact | FlowFact):
         return [_environment_point(fact)]
@@ -179,19 +181,23 @@ def _rating_point(fact: RatingFact) -> Point:
     return Point(MEASUREMENT_RATING, tags, fields, fact.ts, fact.id)
 
 
+def _presence_point(fact: PresenceFact) -> Point:
+    b = fact.body
+    tags = {"hall": fact.hall, "camera": b.camera, "post": b.post}
+    if b.window is not None:
+        tags["window"] = b.window
+    fields: dict[str, FieldValue] = {"on_post": int(b.state is _ON_POST), "summary": b.summary}
+    if b.score is not None:
+        fields["score"] = float(b.score)
+    return Point(MEASUREMENT_PRESENCE, tags, fields, fact.ts, fact.id)
+
+
+_ON_POST = PostState.ON_POST
+
+
 def _video_points(fact: PresenceFact | DeviceFact | StatsFact) -> list[Point]:
     if isinstance(fact, PresenceFact):
-        b = fact.body
-        tags = {"hall": fact.hall, "camera": b.camera, "post": b.post}
-        if b.window is not None:
-            tags["window"] = b.window
-        fields: dict[str, FieldValue] = {
-            "on_post": int(b.state is PostState.ON_POST),
-            "summary": b.summary,
-        }
-        if b.score is not None:
-            fields["score"] = float(b.score)
-        return [Point(MEASUREMENT_PRESENCE, tags, fields, fact.ts, fact.id)]
+        return [_presence_point(fact)]
     if isinstance(fact, DeviceFact):
         d = fact.body
         return [
