@@ -72,6 +72,7 @@ def _cmd_aggregator(args: argparse.Namespace) -> int:
     except NoUsersError as exc:
         print(f"hallwatch aggregator: {exc}", file=sys.stderr)
         return 2
+    service.ingestor.warm_up()  # before the freeze: what it builds lives as long as the process
     tune_gc(settings.gc_young_threshold)  # once the process is built: see runtime.py
     service.start()
     print(f"HallWatch aggregator: {service.url}", flush=True)

@@ -125,6 +125,8 @@ def test_facts_over_mqtt_are_stored(
         ],
     )
     wait_until(lambda: len(service.state.edge_statuses(hall)) == 1, 10, "the edge status")
+    # a batch's dead letters are written last (after its facts and edge status)
+    wait_until(lambda: len(service.state.dead_letters()) >= 1, 10, "the dead letter")
     assert service.state.seen_count(hall) == 2
     (letter,) = service.state.dead_letters()
     assert letter.reason.startswith("invalid fact")

@@ -31,6 +31,7 @@ from aggregator.mqtt_wire.subscriber import Received
 from aggregator.rules.device_offline import DeviceOfflineRule
 from aggregator.rules.off_post import OffPostRule
 from aggregator.settings import AggregatorSettings
+from aggregator.store.driver_sql import DriverStatement
 from aggregator.store.state import StateStore
 from aggregator.store.timeseries import SqliteTimeSeriesStore
 from hallwatch.contract import (
@@ -307,21 +308,27 @@ def _statements(state: StateStore) -> list[str]:
 
     @event.listens_for(state.engine, "before_cursor_execute")
     def _record(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
+        seen.append(" ".join(statement.split()[:2]).upper())
 
     return seen
 
 
 def test_warming_up_reads_what_a_first_batch_reads_writes_nothing_and_is_done_once(
-    make: Any,
+    make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agg = make("warm")
     agg.ingestor.handle_batch([message(presence("w1", PostState.ON_POST, T0))])
     before = agg.snapshot()
-    fresh = Ingestor(agg.state, agg.series, agg.ingestor.halls, rule=agg.ingestor.rule)
+    monkeypatch.setattr(DriverStatement, "_cache", {})  # as in a process that starts
+    fresh = Ingestor(agg.state, agg.series, agg.ingestor.halls, rule=agg.ingestor.rule,
+                     max_age=timedelta(days=30), clock=lambda: NOW)  # fmt: skip
     ran = _statements(agg.state)
     assert fresh.warm_up() is True
-    assert {"SELECT"} <= set(ran) <= {"SELECT", "BEGIN", "COMMIT"}
+    assert {name for name, _ in DriverStatement._cache} == {"ledger", "post_seen"}
+    verbs = [statement.split()[0] for statement in ran]
+    assert set(verbs) <= {"SELECT", "BEGIN", "COMMIT", "ROLLBACK"}, ran
+    assert "BEGIN IMMEDIATE" not in ran  # a read: not SQLite's write lock
+    assert verbs.count("SELECT") >= 6  # horizon, posts, devices, cameras, edges, alerts
     count = len(ran)
     assert fresh.warm_up() is True and len(ran) == count  # once
     assert agg.snapshot() == before
@@ -338,7 +345,7 @@ def test_warming_up_on_a_failing_database_is_logged_and_the_first_batch_goes_on(
         raise OSError("database down")
 
     with monkeypatch.context() as patch:
-        patch.setattr(agg.state, "session", down)
+        patch.setattr(agg.state, "read_session", down)
         assert agg.ingestor.warm_up() is False
     assert "warming up ingest failed" in caplog.text
     outcome = agg.ingestor.handle(fact_topic(HALL, "presence"),

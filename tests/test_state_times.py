@@ -32,7 +32,7 @@ STOCK_WRITE = sqlite.DATETIME().bind_processor(DIALECT)
 def test_a_time_is_stored_as_sqlalchemy_stores_it_and_read_back_in_utc(moment: datetime) -> None:
     write = UTCDateTime().bind_processor(DIALECT)
     read = UTCDateTime().result_processor(DIALECT, None)
-    assert write is not None and read is not None
+    assert write is not None and read is not None and STOCK_WRITE is not None
     stored = write(moment)
     assert stored == STOCK_WRITE(moment.astimezone(UTC).replace(tzinfo=None))
     back = read(stored)

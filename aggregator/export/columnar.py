@@ -120,5 +120,5 @@ def _extra(cols: PointColumns, named: set[str]) -> pa.Array:
     texts: list[str | None] = [None] * len(cols)
     for i, row in enumerate(rows.tolist()):
         extra = {k: values[i] for k, values in lists if values[i] is not None}
-        texts[row] = json.dumps(extra, ensure_ascii=False)
+        texts[row] = json.dumps(extra, ensure_ascii=False, sort_keys=True)
     return pa.array(texts, pa.string())

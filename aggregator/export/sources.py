@@ -348,7 +348,9 @@ def series_source(
                         row[k] = v
                     else:
                         extra[k] = v
-                row["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
+                row["extra"] = (
+                    json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+                )
                 yield row
 
     column_chunks = series_columns(series, measurement, hall=hall, start=since, end=until)

@@ -152,24 +152,29 @@ class SqliteTimeSeriesStore:
         strings only: ``1 == True``, so a number's items could stand for a boolean's)."""
         self._series_tags: dict[int, dict[str, str]] = {}
 
-    def _series_id(self, measurement: str, tags: Mapping[str, str]) -> int:
-        """The id of a series not in ``_series_by_tags`` yet, registered in the file if it
-        is new there too (lock held; before the points' INSERTs, which it commits)."""
-        text = _to_json(tags)
-        series_id = self._series_ids.get((measurement, text))
-        if series_id is None:
-            key = (measurement, text)
-            self._conn.execute(_ADD_SERIES, key)
-            self._conn.commit()  # before caching the id: a later rollback cannot orphan it
-            (found,) = self._conn.execute(
-                "SELECT id FROM series WHERE measurement = ? AND tags = ?", key
-            ).fetchone()
-            series_id = self._series_ids[measurement, text] = int(found)
-        if all(type(value) is str for value in tags.values()):
-            if len(self._series_by_tags) >= _SERIES_CACHED:
-                self._series_by_tags.clear()
-            self._series_by_tags[measurement, tuple(tags.items())] = series_id
-        return series_id
+    def _register(self, points: Iterable[Point]) -> None:
+        """Register the series of ``points`` not in ``_series_by_tags``: those new to the
+        file in one statement and commit (lock held; before the points' INSERTs)."""
+        known = self._series_by_tags
+        missing = {
+            (p.measurement, _to_json(p.tags)): p.tags
+            for p in points
+            if (p.measurement, tuple(p.tags.items())) not in known
+        }
+        new = [key for key in missing if key not in self._series_ids]
+        if new:
+            self._conn.executemany(_ADD_SERIES, new)
+            self._conn.commit()  # before caching ids: a later rollback cannot orphan them
+            for key in new:
+                (found,) = self._conn.execute(
+                    "SELECT id FROM series WHERE measurement = ? AND tags = ?", key
+                ).fetchone()
+                self._series_ids[key] = int(found)
+        if len(known) + len(missing) > _SERIES_CACHED:
+            known.clear()
+        for (measurement, text), tags in missing.items():
+            if all(type(value) is str for value in tags.values()):
+                known[measurement, tuple(tags.items())] = self._series_ids[measurement, text]
 
     def _tags_of(self, conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, str]]:
         """The tag sets of series ids (cached; read through ``conn`` when not)."""
@@ -203,11 +208,15 @@ class SqliteTimeSeriesStore:
             return
         with self._lock:
             known = self._series_by_tags
+            registered = False
             rows = []
             for p, us in staged:
                 series_id = known.get((p.measurement, tuple(p.tags.items())))
-                if series_id is None:
-                    series_id = self._series_id(p.measurement, p.tags)
+                if series_id is None:  # a new series, or tags that are not all text
+                    if not registered:
+                        self._register(p for p, _ in staged)
+                        registered = True
+                    series_id = self._series_ids[p.measurement, _to_json(p.tags)]
                 record = f"{us}\t{series_id}\t{_fields_json(p.fields)}"
                 rows.append((p.measurement, p.tags.get("hall", ""), us, p.id, record))
             try:
