@@ -58,6 +58,22 @@ DEAD_LETTER_MAX_PAYLOAD = 64 * 1024
 """Dead-lettered payloads are truncated to this many bytes."""
 
 
+def _to_utc(value: datetime) -> datetime:
+    """A time to store, in UTC.
+
+    Raises:
+        ValueError: It is naive.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
+    return value.astimezone(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC time (naive: UTC; with an offset: converted)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     """A UTC time as SQLAlchemy's SQLite ``DATETIME`` stores it (``2026-11-02
     01:00:00.000000``), in one step.
@@ -68,9 +84,7 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
     """
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return _to_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_utc_time(value: str | None) -> datetime | None:
@@ -83,10 +97,7 @@ def _sqlite_utc_time(value: str | None) -> datetime | None:
     >>> _sqlite_utc_time("2026-11-02 09:00:00+08:00")  # text written with an offset
     datetime.datetime(2026, 11, 2, 1, 0, tzinfo=datetime.timezone.utc)
     """
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None if value is None else _as_utc(datetime.fromisoformat(value))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -114,17 +125,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC times")
-        value = value.astimezone(UTC)
+        value = _to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else _as_utc(value)
 
 
 NAMING_CONVENTION = {
