@@ -240,12 +240,22 @@ def series_columns(
     return columns_via_query(store, measurement, hall=hall, start=start, end=end, tags=tags)
 
 
+def tags_are_text(tags: Mapping[str, object]) -> bool:
+    """Whether every value of a tag set is text: only such a set may be looked up by its
+    items (``1 == True``: a number's items would stand for a boolean's too).
+
+    >>> tags_are_text({"hall": "h1"}), tags_are_text({"hall": "h1", "n": 1})
+    (True, False)
+    """
+    return all(type(value) is str for value in tags.values())
+
+
 class SeriesTextCache:
     """Text a store makes of a series (a measurement and its tag set), made once per
     series: series are few (bounded cardinality) and carry many points.
 
-    Bounded: cleared when ``limit`` series are held. Only tag sets of strings are kept
-    (``1 == True``: a number's text could otherwise stand for a boolean's).
+    Bounded: cleared when ``limit`` series are held. Only tag sets of text are kept
+    (:func:`tags_are_text`).
 
     >>> texts = SeriesTextCache(lambda m, tags: f"{m}{sorted(tags.items())}")
     >>> texts("queue", {"hall": "h1"})
@@ -263,7 +273,7 @@ class SeriesTextCache:
         text = self._texts.get(key)
         if text is None:
             text = self._make(measurement, tags)
-            if all(type(value) is str for value in tags.values()):
+            if tags_are_text(tags):
                 if len(self._texts) >= self._limit:
                     self._texts.clear()
                 self._texts[key] = text

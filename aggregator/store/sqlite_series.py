@@ -40,6 +40,7 @@ from aggregator.store.points import (
     PointColumns,
     from_micros,
     tag_text,
+    tags_are_text,
     to_micros,
     typed_array,
 )
@@ -149,7 +150,7 @@ class SqliteTimeSeriesStore:
         """Series ids by measurement and tags JSON."""
         self._series_by_tags: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         """Series ids by measurement and tag items as a point carries them (tag sets of
-        strings only: ``1 == True``, so a number's items could stand for a boolean's)."""
+        text only: :func:`~aggregator.store.points.tags_are_text`)."""
         self._series_tags: dict[int, dict[str, str]] = {}
 
     def _register(self, points: Iterable[Point]) -> None:
@@ -173,7 +174,7 @@ class SqliteTimeSeriesStore:
         if len(known) + len(missing) > _SERIES_CACHED:
             known.clear()
         for (measurement, text), tags in missing.items():
-            if all(type(value) is str for value in tags.values()):
+            if tags_are_text(tags):
                 known[measurement, tuple(tags.items())] = self._series_ids[measurement, text]
 
     def _tags_of(self, conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, str]]:

@@ -195,9 +195,7 @@ def _presence_point(fact: PresenceFact) -> Point:
 _ON_POST = PostState.ON_POST
 
 
-def _video_points(fact: PresenceFact | DeviceFact | StatsFact) -> list[Point]:
-    if isinstance(fact, PresenceFact):
-        return [_presence_point(fact)]
+def _video_points(fact: DeviceFact | StatsFact) -> list[Point]:
     if isinstance(fact, DeviceFact):
         d = fact.body
         return [
