@@ -13,12 +13,13 @@ to the hall's ``notify.sms`` recipients, through :mod:`aggregator.notify.sms`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Protocol, cast, runtime_checkable
 
 from prometheus_client import Counter
+from sqlalchemy import Column, Table, insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from aggregator.bus import LiveBus, LiveEvent
 from aggregator.store.evidence import evidence_path
@@ -54,6 +55,45 @@ def add_alert(session: Session, alert: Alert) -> bool:
         logger.info("%s alert for %s/%s already opened elsewhere", alert.kind, alert.hall, subject)
         return False
     return True
+
+
+_ALERTS = cast(Table, Alert.__table__)
+
+
+def _inserted_value(alert: Alert, column: Column[object]) -> object:
+    """What an INSERT of ``alert`` writes to ``column``: the attribute set, else the
+    column's scalar default (as the unit of work would), else NULL, which is then set on
+    ``alert`` too."""
+    if column.key in alert.__dict__:
+        return alert.__dict__[column.key]
+    default = column.default
+    value = default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
+    setattr(alert, column.key, value)  # held as the row has it: nothing left to load
+    return value
+
+
+def insert_alerts(session: Session, alerts: Sequence[Alert]) -> None:
+    """Insert new (transient) alerts in one statement, then hold them in ``session`` as
+    rows loaded from the database: later changes to them are flushed as UPDATEs.
+
+    Not through the unit of work, whose INSERT was about half of what opening a batch's
+    off-post alerts cost; the rows written are the same (column defaults included). The
+    session's pending changes are flushed first.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: A partial unique index refused one of them
+            (another replica opened the alert of its subject): none is held, and the
+            caller's savepoint is to be rolled back.
+    """
+    if not alerts:
+        return
+    session.flush()  # an alert resolved before frees its subject in the unique indexes
+    columns = list(_ALERTS.columns)
+    rows = [{c.key: _inserted_value(alert, c) for c in columns} for alert in alerts]
+    session.connection().execute(insert(_ALERTS), rows)
+    for alert in alerts:
+        make_transient_to_detached(alert)
+        session.add(alert)
 
 
 def alert_message(row: Alert) -> AlertMessage:

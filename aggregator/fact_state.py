@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import BindParameter, Table, bindparam, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -65,6 +65,10 @@ class RegisterFailedError(Exception):
 
 
 _POST_STATUS = cast(Table, PostStatus.__table__)
+_HALLS: BindParameter[str] = bindparam("halls", expanding=True)
+_POSTS_OF_HALLS = select(PostStatus).where(PostStatus.hall.in_(_HALLS))
+_DEVICES_OF_HALLS = select(DeviceStatus).where(DeviceStatus.hall.in_(_HALLS))
+"""What a batch loads (:meth:`FactState.preload`), built once."""
 _SEEN_NAMES = ("camera", "source", "window", "last_fact_ts", "updated_at")
 """The columns a state-repeating presence fact writes to its post's row."""
 
@@ -188,11 +192,10 @@ class FactState:
         session: Session, post_halls: set[str], device_halls: set[str], effects: StateEffects
     ) -> None:
         if post_halls:
-            for post in session.scalars(select(PostStatus).where(PostStatus.hall.in_(post_halls))):
+            for post in session.scalars(_POSTS_OF_HALLS, {"halls": list(post_halls)}):
                 effects.keep(post, (post.hall, post.post))
         if device_halls:
-            query = select(DeviceStatus).where(DeviceStatus.hall.in_(device_halls))
-            for device in session.scalars(query):
+            for device in session.scalars(_DEVICES_OF_HALLS, {"halls": list(device_halls)}):
                 effects.keep(device, (device.hall, device.device))
 
     def apply(self, session: Session, fact: Fact, now: datetime, effects: StateEffects) -> None:

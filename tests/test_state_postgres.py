@@ -29,6 +29,7 @@ import tests.test_anomaly_register as register_tests
 import tests.test_device_alerts as device_tests
 import tests.test_off_post_rule as off_post_tests
 import tests.test_zone_alerts as zone_tests
+from aggregator.alerts import insert_alerts
 from aggregator.cases.lifecycle import TransitionError
 from aggregator.cases.models import AnomalyTransition
 from aggregator.ingest import Ingestor, IngestOutcome, Message
@@ -288,6 +289,42 @@ def test_a_second_open_alert_for_the_same_subject_is_refused(
     with state.session() as s:
         s.add_all([_alert(7, kind="off_post", post="w7"), _alert(8, kind="off_post", post="w8")])
     assert len(state.open_alerts("h1")) == 5
+
+
+def _columns(alert: Alert) -> dict[str, object]:
+    return {c.key: getattr(alert, c.key) for c in Alert.__table__.columns}
+
+
+def test_alerts_inserted_in_one_statement_are_rows_like_the_unit_of_works(
+    state: StateStore,
+) -> None:
+    """``insert_alerts`` writes what ``session.add`` writes (column defaults included),
+    holds the alerts as loaded rows whose later changes are flushed, and holds none of a
+    statement the partial unique index refuses."""
+    with state.session() as s:
+        s.add(_alert(1, kind="off_post", post="w1"))  # the unit of work's row, to compare
+    with state.session() as s:
+        batch = [_alert(2, kind="off_post", post="w2"), _alert(3, kind="off_post", post="w3")]
+        with s.begin_nested():
+            insert_alerts(s, batch)
+        assert all(alert in s and alert not in s.new and alert not in s.dirty for alert in batch)
+        batch[1].state, batch[1].end = "resolved", T0 + timedelta(hours=1)  # then changed
+    with state.read_session() as s:
+        rows = {a.id: _columns(a) for a in s.scalars(select(Alert).order_by(Alert.id))}
+    assert rows["A002"] == {**rows["A001"], "id": "A002", "post": "w2",
+                            "start": T0 + timedelta(minutes=2),
+                            "opened_at": T0 + timedelta(minutes=2)}  # fmt: skip
+    assert rows["A002"]["device"] is None and rows["A002"]["message"] == ""
+    assert rows["A003"]["state"] == "resolved"
+    assert rows["A003"]["end"] == T0 + timedelta(hours=1)
+    # one of a statement's alerts refused (w2 is open): none is inserted or held
+    with state.session() as s:
+        refused = [_alert(4, kind="off_post", post="w4"), _alert(5, kind="off_post", post="w2")]
+        with pytest.raises(IntegrityError), s.begin_nested():
+            insert_alerts(s, refused)
+        assert not any(alert in s for alert in refused)
+        s.add(_alert(6, kind="off_post", post="w6"))  # the transaction goes on
+    assert sorted(a.post or "" for a in state.open_alerts("h1")) == ["w1", "w2", "w6"]
 
 
 def test_evidence_blobs_round_trip_and_are_purged(state: StateStore) -> None:

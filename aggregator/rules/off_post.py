@@ -32,11 +32,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aggregator.alerts import AlertSink, add_alert, alert_message, publish_alerts
+from aggregator.alerts import (
+    AlertSink,
+    add_alert,
+    alert_message,
+    insert_alerts,
+    publish_alerts,
+)
 from aggregator.store.state import Alert, DeviceStatus, EdgeStatusRow, PostStatus, StateStore
 from hallwatch.config.models import HallConfig, PostConfig
 from hallwatch.contract import (
@@ -60,6 +66,26 @@ KIND = AlertKind.OFF_POST.value
 
 _WATCHES = "off_post.hall_watches"
 """Key of the transaction's :class:`HallWatch` per hall in ``Session.info``."""
+
+# Built once, run with the halls (an expanding parameter): a batch builds no statement.
+_HALLS: BindParameter[str] = bindparam("halls", expanding=True)
+_OFFLINE_CAMERAS = select(DeviceStatus.hall, DeviceStatus.device).where(
+    DeviceStatus.hall.in_(_HALLS),
+    DeviceStatus.kind == DeviceKind.CAMERA.value,
+    DeviceStatus.state == DeviceState.OFFLINE.value,
+)
+_OFFLINE_EDGES = select(EdgeStatusRow.hall, EdgeStatusRow.source).where(
+    EdgeStatusRow.hall.in_(_HALLS), EdgeStatusRow.state == DeviceState.OFFLINE.value
+)
+_OPEN_ALERTS = select(Alert).where(
+    Alert.hall.in_(_HALLS), Alert.kind == KIND, Alert.state == AlertState.OPEN.value
+)
+_ALERTED = select(Alert.hall, Alert.post, Alert.start).where(
+    Alert.kind == KIND,
+    Alert.hall.in_(_HALLS),
+    Alert.post.in_(bindparam("posts", expanding=True)),
+    Alert.start.in_(bindparam("starts", expanding=True)),
+)
 
 
 @dataclass(slots=True)
@@ -105,22 +131,12 @@ def hall_watches(session: Session, halls: Iterable[str]) -> dict[str, HallWatch]
     if not missing:
         return watches
     fresh = {hall: HallWatch() for hall in missing}
-    cameras = select(DeviceStatus.hall, DeviceStatus.device).where(
-        DeviceStatus.hall.in_(missing),
-        DeviceStatus.kind == DeviceKind.CAMERA.value,
-        DeviceStatus.state == DeviceState.OFFLINE.value,
-    )
-    for hall, device in session.execute(cameras):
+    halls_of = {"halls": missing}
+    for hall, device in session.execute(_OFFLINE_CAMERAS, halls_of):
         fresh[hall].offline_cameras.add(device)
-    edges = select(EdgeStatusRow.hall, EdgeStatusRow.source).where(
-        EdgeStatusRow.hall.in_(missing), EdgeStatusRow.state == DeviceState.OFFLINE.value
-    )
-    for hall, source in session.execute(edges):
+    for hall, source in session.execute(_OFFLINE_EDGES, halls_of):
         fresh[hall].offline_edges.add(source)
-    alerts = select(Alert).where(
-        Alert.hall.in_(missing), Alert.kind == KIND, Alert.state == AlertState.OPEN.value
-    )
-    for alert in session.scalars(alerts):
+    for alert in session.scalars(_OPEN_ALERTS, halls_of):
         if alert.post is not None:
             fresh[alert.hall].open_alerts[alert.post] = alert
     watches.update(fresh)
@@ -364,7 +380,7 @@ class OffPostRule:
             return []
         try:
             with session.begin_nested():
-                session.add_all(alerts)
+                insert_alerts(session, alerts)
         except IntegrityError:
             alerts = [alert for alert in alerts if add_alert(session, alert)]
         for alert in alerts:
@@ -445,13 +461,12 @@ def _alerted(
     wanted = set(keys)
     for first in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = keys[first : first + _KEYS_PER_QUERY]
-        stmt = select(Alert.hall, Alert.post, Alert.start).where(
-            Alert.kind == KIND,
-            Alert.hall.in_({hall for hall, _, _ in chunk}),
-            Alert.post.in_({post for _, post, _ in chunk}),
-            Alert.start.in_({start for _, _, start in chunk}),
-        )
-        for hall, post, start in session.execute(stmt):
+        wanted_in = {
+            "halls": list({hall for hall, _, _ in chunk}),
+            "posts": list({post for _, post, _ in chunk}),
+            "starts": list({start for _, _, start in chunk}),
+        }
+        for hall, post, start in session.execute(_ALERTED, wanted_in):
             if post is not None and (hall, post, start) in wanted:
                 found.add((hall, post, start))
     return found

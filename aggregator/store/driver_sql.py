@@ -17,6 +17,7 @@ rows' ``executemany`` in the caller's savepoint: a refused row fails it whole.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 
@@ -54,7 +55,7 @@ def multirow_inserts(
     """
     for first in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[first : first + ROWS_PER_INSERT]
-        yield _multirow_sql(head, values, len(chunk)), tuple(v for row in chunk for v in row)
+        yield _multirow_sql(head, values, len(chunk)), tuple(itertools.chain.from_iterable(chunk))
 
 
 class DriverStatement:
