@@ -26,7 +26,7 @@ ingestor's dedup drops what was in fact stored. A batch that keeps failing is re
 message by message, so one message the database refuses is dead-lettered alone. The
 largest batch is bounded by the messages the broker lets be unacknowledged: MQTT 5's
 receive maximum (``HALLWATCH_MQTT_RECEIVE_MAXIMUM``), 3.1.1's ``max_inflight_messages``
-in the broker's config (``deploy/mosquitto/hallwatch.conf`` sets 2000; Mosquitto's
+in the broker's config (``deploy/mosquitto/hallwatch.conf`` sets 8000; Mosquitto's
 default, 20, makes batches of 20 and ingest several times slower).
 
 Both connections reconnect with backoff. Credentials are never logged.

@@ -133,7 +133,7 @@ class AggregatorSettings(BaseSettings):
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive.")
     mqtt_receive_maximum: int = Field(
-        default=2000,
+        default=8000,
         ge=1,
         le=65535,
         description="MQTT 5 receive maximum: facts the broker may send before the first is "
@@ -142,7 +142,7 @@ class AggregatorSettings(BaseSettings):
         "is stored.",
     )
     ingest_batch_max: int = Field(
-        default=1000,
+        default=4000,
         ge=1,
         le=10_000,
         description="Most messages ingested in one state transaction: the worker takes what "
@@ -150,7 +150,7 @@ class AggregatorSettings(BaseSettings):
         "batches of one).",
     )
     gc_young_threshold: int = Field(
-        default=50_000,
+        default=100_000,
         ge=0,
         le=1_000_000,
         description="Python's garbage collector in the aggregator process: allocations net "

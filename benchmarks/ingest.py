@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/ingest.py [--facts 20000] [--rounds 3] [--skip-victoria]
 
 One Mosquitto on loopback (``tests/support/mosquitto.py``, with ``max_inflight_messages
-2000`` as ``deploy/mosquitto/hallwatch.conf``). A publisher sends ``--facts`` presence
+8000`` as ``deploy/mosquitto/hallwatch.conf``). A publisher sends ``--facts`` presence
 facts (QoS 1, the edge's topics, 40 posts of one hall, summaries and changes mixed) as
 fast as the broker takes them, and four consumers are timed from their first message to
 their last, each in its own run on the same broker, in ``--rounds`` rounds (one
@@ -89,7 +89,7 @@ from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.victoria import VictoriaMetrics  # noqa: E402
 
 HALL = "bench-hall"
-BROKER_CONFIG = ["max_inflight_messages 2000"]
+BROKER_CONFIG = ["max_inflight_messages 8000"]
 """As ``deploy/mosquitto/hallwatch.conf``: MQTT 3.1.1 batches are bounded by it."""
 POSTS = 40
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)

@@ -105,7 +105,7 @@ class WireOptions:
     tls: ssl.SSLContext | None = None
     keepalive_s: int = 30
     session_expiry_s: int = 0
-    receive_maximum: int = 2000
+    receive_maximum: int = 8000
 
 
 @dataclass(slots=True)
