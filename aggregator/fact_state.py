@@ -89,13 +89,15 @@ def _post_seen_update(dialect: Dialect) -> DriverStatement:
 @dataclass(slots=True)
 class _Seen:
     """The newest presence fact of a post that repeated its state (not yet on the row; not
-    frozen: see :class:`~aggregator.store.points.Point`)."""
+    frozen: see :class:`~aggregator.store.points.Point`), and that state: the row's, which
+    only a change of state (that ends this record) alters."""
 
     ts: datetime
     camera: str
     source: str
     window: str | None
     at: datetime
+    state: str
 
 
 @dataclass(slots=True)
@@ -117,6 +119,8 @@ class StateEffects:
         seen: Posts whose newest facts repeat their state, by key: that fact's time,
             camera, source, window and arrival, written to the row once
             (:meth:`FactState.settle`) instead of once per fact.
+        loaded: Models and halls whose rows were all loaded (:meth:`FactState.preload`):
+            a key of theirs missing from ``rows`` has no row, and is not looked up.
     """
 
     events: list[LiveEvent] = field(default_factory=list)
@@ -128,15 +132,16 @@ class StateEffects:
     presence_halls: set[str] = field(default_factory=set)
     rows: dict[tuple[type, tuple[str, str]], Any] = field(default_factory=dict)
     seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
+    loaded: set[tuple[type, str]] = field(default_factory=set)
 
     def row(self, session: Session, model: type[_Row], key: tuple[str, str]) -> _Row | None:
         """The row of ``model`` with primary key ``key``, loaded once per transaction."""
-        found = self.rows.get((model, key))
-        if found is None:
+        found: _Row | None = self.rows.get((model, key))  # no cast(): a call per fact
+        if found is None and (model, key[0]) not in self.loaded:
             found = session.get(model, key)
             if found is not None:
                 self.rows[(model, key)] = found
-        return cast("_Row | None", found)
+        return found
 
     def keep(self, row: PostStatus | DeviceStatus, key: tuple[str, str]) -> None:
         """Hold a row the transaction created."""
@@ -194,9 +199,11 @@ class FactState:
         if post_halls:
             for post in session.scalars(_POSTS_OF_HALLS, {"halls": list(post_halls)}):
                 effects.keep(post, (post.hall, post.post))
+            effects.loaded.update((PostStatus, hall) for hall in post_halls)
         if device_halls:
             for device in session.scalars(_DEVICES_OF_HALLS, {"halls": list(device_halls)}):
                 effects.keep(device, (device.hall, device.device))
+            effects.loaded.update((DeviceStatus, hall) for hall in device_halls)
 
     def apply(self, session: Session, fact: Fact, now: datetime, effects: StateEffects) -> None:
         """Update state for one fact inside the caller's transaction.
@@ -232,6 +239,8 @@ class FactState:
         """
         if not effects.seen:
             return
+        if session.new:  # posts this transaction created: inserted before the UPDATE
+            session.flush()
         dialect = session.get_bind().dialect
         statement = DriverStatement.cached("post_seen", dialect, _post_seen_update)
         to_ts = statement.converter("v_last_fact_ts")
@@ -297,19 +306,27 @@ class FactState:
                 last_fact_ts=fact.ts, updated_at=now, clock_banked_s=0.0, clock_from=None,
                 evidence_id=self._absence_snapshot(session, fact, now),
             )  # fmt: skip
-            session.add(row)
-            session.flush()
+            session.add(row)  # inserted with the batch's other new posts, in one flush
             effects.keep(row, (fact.hall, b.post))
         else:
             seen = effects.seen.get(key)
-            if fact.ts < (row.last_fact_ts if seen is None else seen.ts):
+            if seen is None:
+                newest, state = row.last_fact_ts, row.state
+            else:  # most facts of a batch: the row's attributes are not read again
+                newest, state = seen.ts, seen.state
+            if fact.ts < newest:
                 logger.debug("stale presence fact %s (older than state) kept as series", fact.id)
                 return False
-            if row.state == b.state:  # a StrEnum: equal to its text
+            if state == b.state:  # a StrEnum: equal to its text
                 # same state (summary or repeat): ``since`` stands; the row takes the
                 # newest such fact once, when the batch settles
-                window = b.window if b.window is not None or seen is None else seen.window
-                effects.seen[key] = _Seen(fact.ts, b.camera, fact.source, window, now)
+                if seen is None:
+                    seen = _Seen(fact.ts, b.camera, fact.source, b.window, now, state)
+                    effects.seen[key] = seen
+                else:  # updated in place, not made anew
+                    seen.ts, seen.camera, seen.source, seen.at = fact.ts, b.camera, fact.source, now
+                    if b.window is not None:
+                        seen.window = b.window
                 return False
             if seen is not None:
                 self._write_seen(row, effects.seen.pop(key))

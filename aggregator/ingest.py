@@ -56,6 +56,7 @@ from hallwatch.contract import (
     ContractError,
     EdgeStatus,
     Fact,
+    FactKind,
     hall_of_topic,
     parse_edge_status,
     parse_fact,
@@ -168,6 +169,8 @@ def _count_outcomes(outcomes: list[IngestOutcome | None]) -> None:
 
 _SEEN_FACTS = cast(Table, SeenFact.__table__)
 _LEDGER_COLUMNS = ("id", "hall", "kind", "ts", "received_at")
+_KIND_TEXT = {kind: kind.value for kind in FactKind}
+"""Each fact kind's text (a dict lookup: an enum's ``.value`` is a Python property)."""
 _IDS_PER_QUERY = 500
 """Fact ids per dedup query (well under every database's bound-parameter limit)."""
 
@@ -193,7 +196,7 @@ def _ledger_rows(ledger: DriverStatement, facts: Sequence[Fact], now: datetime) 
         ts = times.get(fact.ts)
         if ts is None:
             ts = times[fact.ts] = convert(fact.ts)
-        rows.append((fact.id, fact.hall, fact.kind.value, ts, received_at))
+        rows.append((fact.id, fact.hall, _KIND_TEXT[fact.kind], ts, received_at))
     return rows
 
 
@@ -254,19 +257,15 @@ def _name_of_topic(topic: str) -> _TopicName:
     return _TopicName(hall, parts[3], parts[4])
 
 
-def _check_age(fact: Fact, oldest: datetime) -> None:
-    """Refuse a fact observed before ``oldest`` (the dedup ledger's horizon).
-
-    Raises:
-        _RejectError: It is older (category ``too_old``).
-    """
-    if fact.ts < oldest:
-        raise _RejectError(
-            "too_old",
-            f"fact {fact.id} observed at {fact.ts.isoformat()}, before the dedup ledger's "
-            f"horizon {oldest.isoformat()} (HALLWATCH_LEDGER_RETENTION_DAYS, or how far the "
-            "ledger was purged): not applied",
-        )
+def _too_old(fact: Fact, oldest: datetime) -> _RejectError:
+    """The refusal of a fact observed before ``oldest`` (the dedup ledger's horizon;
+    category ``too_old``)."""
+    return _RejectError(
+        "too_old",
+        f"fact {fact.id} observed at {fact.ts.isoformat()}, before the dedup ledger's "
+        f"horizon {oldest.isoformat()} (HALLWATCH_LEDGER_RETENTION_DAYS, or how far the "
+        "ledger was purged): not applied",
+    )
 
 
 HORIZON_READ_EVERY_S = 60.0
@@ -416,8 +415,12 @@ class Ingestor:
             for i, message in enumerate(messages):
                 try:
                     routed = self._route(message.topic, message.payload)
-                    if oldest is not None and not isinstance(routed, EdgeStatus):
-                        _check_age(routed, oldest)
+                    if (
+                        oldest is not None
+                        and not isinstance(routed, EdgeStatus)
+                        and routed.ts < oldest
+                    ):
+                        raise _too_old(routed, oldest)
                 except _RejectError as rej:
                     rejected.append((i, message, rej))
                     continue
@@ -498,8 +501,8 @@ class Ingestor:
             fact = parse_fact(payload)
         except ContractError as exc:
             raise _RejectError("invalid", f"invalid fact: {exc}") from exc
-        missing = _REQUIRED_ON_WIRE - fact.model_fields_set
-        if missing:
+        if not _REQUIRED_ON_WIRE.issubset(fact.model_fields_set):
+            missing = _REQUIRED_ON_WIRE - fact.model_fields_set
             # The contract fills these with defaults (for senders); a receiver must
             # not: a made-up id defeats dedup, a made-up ts misdates the fact.
             names = ", ".join(sorted(m.replace("schema_version", "schema") for m in missing))

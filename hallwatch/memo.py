@@ -16,12 +16,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-_MISSING = object()
 
 
 class BoundedMemo(Generic[K, V]):
@@ -38,16 +36,18 @@ class BoundedMemo(Generic[K, V]):
     def __init__(self, compute: Callable[[K], V], limit: int) -> None:
         self._compute = compute
         self._limit = limit
-        self._known: dict[K, object] = {}
+        self._known: dict[K, V] = {}
 
     def __call__(self, key: K) -> V:
         """The answer for ``key`` (computed now if it is not held)."""
-        value = self._known.get(key, _MISSING)
-        if value is _MISSING:
-            if len(self._known) >= self._limit:
-                self._known.clear()
-            value = self._known[key] = self._compute(key)
-        return cast(V, value)
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        value = self._known[key] = self._compute(key)
+        return value
 
     def __len__(self) -> int:
         return len(self._known)

@@ -336,6 +336,30 @@ def test_warming_up_reads_what_a_first_batch_reads_writes_nothing_and_is_done_on
     assert agg.state.seen_count(HALL) == 2
 
 
+def test_a_first_batch_looks_up_no_post_and_inserts_its_new_posts_together(make: Any) -> None:
+    """The batch's preload read every post of the hall: a post it did not find is new,
+    not looked up again; the new posts are inserted in one flush, before the UPDATE of
+    their repeated facts, which they then hold."""
+    agg = make("first")
+    seen: list[str] = []
+    event.listen(agg.state.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    batch = [
+        message(presence(post, PostState.ON_POST, T0 + timedelta(seconds=10 * step),
+                         since=T0, summary=step > 0))
+        for step in range(3)
+        for post in POSTS
+    ]  # fmt: skip
+    assert set(agg.ingestor.handle_batch(batch)) == {IngestOutcome.STORED}
+    by_key = [s for s in seen if "FROM post_status" in s and "post_status.post = " in s]
+    assert by_key == []
+    inserts = [s for s in seen if s.startswith("INSERT INTO post_status")]
+    assert len(inserts) == 1
+    last = T0 + timedelta(seconds=20)
+    assert [(p[0], p[1], p[3]) for p in agg.snapshot()["posts"]] == [
+        (post, "on_post", last) for post in POSTS
+    ]
+
+
 def test_warming_up_on_a_failing_database_is_logged_and_the_first_batch_goes_on(
     make: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -282,6 +282,54 @@ def test_a_file_of_the_first_layout_is_migrated(
     again.close()
 
 
+def _indexes(series: SqliteTimeSeriesStore) -> list[str]:
+    return [
+        name
+        for (name,) in series._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'points'"
+            " AND sql IS NOT NULL"
+        )
+    ]
+
+
+def test_a_file_of_the_second_layout_loses_its_id_index(tmp_path: Path) -> None:
+    """Layout 2 indexed (measurement, id) besides the primary key; opening such a file
+    drops that index and keeps its points, still idempotent."""
+    path = tmp_path / "v2.sqlite"
+    points = _points()[:400]
+    series = SqliteTimeSeriesStore(path)
+    series.write(points)
+    series._conn.execute("CREATE UNIQUE INDEX points_by_id ON points (measurement, id)")
+    series._conn.execute("PRAGMA user_version = 2")
+    series._conn.commit()
+    series.close()
+    again = SqliteTimeSeriesStore(path)
+    assert _indexes(again) == []
+    (version,) = again._conn.execute("PRAGMA user_version").fetchone()
+    assert version == sqlite_series.SCHEMA_VERSION == 3
+    again.write(points[::-1])
+    assert again.count() == 400
+    assert again.query("post_presence", hall="h1", start=T0, end=T0 + timedelta(hours=1)) == (
+        sorted(points, key=lambda p: (p.time, p.id))
+    )
+    again.close()
+
+
+def test_a_point_is_its_measurement_hall_time_and_id(tmp_path: Path) -> None:
+    """What the time-series servers do too: the same fact written again is one point; a
+    point of another time (or hall) is another point, whatever its id."""
+    series = SqliteTimeSeriesStore(tmp_path / "s.sqlite")
+    point = Point("post_presence", {"hall": "h1", "post": "w1"}, {"on_post": 1}, T0, "f1")
+    later = replace(point, time=T0 + timedelta(seconds=1), fields={"on_post": 0})
+    elsewhere = replace(point, tags={"hall": "h2", "post": "w1"})
+    series.write([point, point])
+    series.write([point, later, elsewhere])
+    assert series.count() == 3
+    end = T0 + timedelta(minutes=1)
+    assert series.query("post_presence", hall="h1", start=T0, end=end) == [point, later]
+    series.close()
+
+
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin", "America/St_Johns"])
 @pytest.mark.parametrize("fmt", list(TimeFormat))
 def test_times_are_written_as_format_time_writes_them(zone: str, fmt: TimeFormat) -> None:

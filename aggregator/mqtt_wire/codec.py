@@ -13,11 +13,16 @@ Example:
     [Publish(topic='hallwatch/v1/h1/facts/presence', payload=b'{}', mid=7, qos=1, retain=False)]
     >>> puback(7)
     b'@\\x02\\x00\\x07'
+    >>> pubacks([7, 258]) == puback(7) + puback(258)
+    True
 """
 
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PROTOCOL_311 = 4
@@ -166,6 +171,23 @@ def subscribe_packet(mid: int, filters: list[tuple[str, int]], *, protocol: int)
 def puback(mid: int) -> bytes:
     """PUBACK of packet ``mid`` (success; the same four bytes in 3.1.1 and 5)."""
     return bytes((_PUBACK, 2, mid >> 8, mid & 0xFF))
+
+
+def pubacks(mids: Sequence[int]) -> bytes:
+    """The PUBACKs of packets ``mids``, back to back, built by C code (a batch
+    acknowledges thousands: :func:`puback` each was ~0.5 µs a message).
+
+    Raises:
+        OverflowError: A packet id is not 0-65535.
+    """
+    ids = array("H", mids)
+    if sys.byteorder == "little":
+        ids.byteswap()  # network order
+    big_endian = ids.tobytes()
+    out = bytearray(bytes((_PUBACK, 2, 0, 0)) * len(ids))
+    out[2::4] = big_endian[0::2]
+    out[3::4] = big_endian[1::2]
+    return bytes(out)
 
 
 def disconnect_packet(*, protocol: int) -> bytes:

@@ -52,7 +52,7 @@ from aggregator.mqtt_wire.codec import (
     SubAck,
     connect_packet,
     disconnect_packet,
-    puback,
+    pubacks,
     subscribe_packet,
 )
 
@@ -218,14 +218,15 @@ class FactSubscriber:
     def ack(self, messages: Sequence[Received]) -> None:
         """Acknowledge QoS 1 messages (any thread). Only those of the connection in use
         when the network thread sends them go out."""
-        by_connection: dict[int, list[bytes]] = {}
-        for m in messages:
-            if m.qos:
-                by_connection.setdefault(m.connection, []).append(puback(m.mid))
-        if not by_connection:
+        connections = {m.connection for m in messages if m.qos}
+        if not connections:
             return
+        out = [
+            (c, pubacks([m.mid for m in messages if m.qos and m.connection == c]))
+            for c in connections
+        ]  # one connection, but for a batch that spans a reconnection
         with self._out_lock:
-            self._out.extend((c, b"".join(packets)) for c, packets in by_connection.items())
+            self._out.extend(out)
         self._wake()
 
     def _wake(self) -> None:

@@ -4,7 +4,8 @@ and the columnar read exports use (:class:`PointColumns`, :class:`ColumnarSeries
 
 A :class:`Point` is a measurement with low-cardinality tags (hall, camera, post, window,
 kind), fields and a UTC time. Its ``id`` (the fact id) is a dedup key, never a tag:
-writing the same id twice stores one point, so replayed facts are idempotent.
+writing the same point twice (same id and time) stores one point, so replayed facts are
+idempotent.
 
 Exports read points as columns (numpy and Arrow arrays) instead of one :class:`Point` per
 point: :class:`ColumnarSeriesStore` is the optional capability, and :func:`series_columns`
@@ -40,7 +41,7 @@ class Point:
         tags: Low-cardinality indexed labels (hall, camera, post, window, kind).
         fields: Values.
         time: UTC time of the point.
-        id: Dedup key (the fact id): the same id written twice is one point.
+        id: Dedup key (the fact id): the same id and time written twice is one point.
     """
 
     measurement: str

@@ -47,10 +47,14 @@ from aggregator.store.points import (
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the embedded store's file. 0: the first layout (a rowid
-table keyed by (measurement, id), indexed by time, tags and fields in two JSON columns),
-migrated on open."""
+SCHEMA_VERSION = 3
+"""``PRAGMA user_version`` of the embedded store's file, migrated on open:
+
+- 0: the first layout (a rowid table keyed by (measurement, id), indexed by time, tags and
+  fields in two JSON columns);
+- 2: this layout with a unique index on (measurement, id) besides the primary key: a
+  second B-tree written with every point, which the primary key makes redundant (a fact
+  written again has the same measurement, hall, time and id). Dropped."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS series (
@@ -67,7 +71,6 @@ _SCHEMA = (
     record TEXT NOT NULL,
     PRIMARY KEY (measurement, hall, time_us, id)
 ) WITHOUT ROWID""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS points_by_id ON points (measurement, id)",
 )
 """A series is a measurement's tag set (its JSON), stored once. ``record`` is the point as
 one line: time (µs), series id and fields JSON, separated by tabs (JSON text has no raw tab
@@ -126,9 +129,10 @@ class SqliteTimeSeriesStore:
     """The embedded time-series backend: SQLite, WAL mode.
 
     Points are clustered by (measurement, hall, time, id) (a ``WITHOUT ROWID`` table), so
-    a time range is one sequential read; a unique index on (measurement, id) keeps ids
-    idempotent. Tag sets are stored once, in ``series``. A file of the first layout is
-    migrated when opened (logged; a few seconds per million points).
+    a time range is one sequential read, and that key is a point's identity: a fact
+    written again is ignored. Tag sets are stored once, in ``series``. A file of an
+    earlier layout is migrated when opened (the first: logged, a few seconds per million
+    points).
 
     Args:
         path: SQLite file (its folder is created) or ``":memory:"``.
@@ -157,11 +161,15 @@ class SqliteTimeSeriesStore:
         """Register the series of ``points`` not in ``_series_by_tags``: those new to the
         file in one statement and commit (lock held; before the points' INSERTs)."""
         known = self._series_by_tags
-        missing = {
-            (p.measurement, _to_json(p.tags)): p.tags
-            for p in points
-            if (p.measurement, tuple(p.tags.items())) not in known
-        }
+        missing: dict[tuple[str, str], dict[str, str]] = {}
+        looked: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        for p in points:
+            items = (p.measurement, tuple(p.tags.items()))
+            if items in known or items in looked:
+                continue
+            missing[p.measurement, _to_json(p.tags)] = p.tags
+            if tags_are_text(p.tags):  # else their items may equal another set's (1 == True)
+                looked.add(items)
         new = [key for key in missing if key not in self._series_ids]
         if new:
             self._conn.executemany(_ADD_SERIES, new)
@@ -191,7 +199,7 @@ class SqliteTimeSeriesStore:
         return [self._series_tags[i] for i in wanted]
 
     def write(self, points: Sequence[Point]) -> None:
-        """Store points, ignoring ids already stored (per measurement).
+        """Store points, ignoring those stored already (same measurement, hall, time and id).
 
         Raises:
             ValueError: A point has no id or a naive time.
@@ -346,7 +354,7 @@ class SqliteTimeSeriesStore:
 
 
 def _ensure_schema(conn: sqlite3.Connection, path: str | Path) -> None:
-    """Create the tables, or migrate a file of the first layout (in one transaction)."""
+    """Create the tables, or migrate a file of an earlier layout (in one transaction)."""
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     _begin_waiting(conn, path)  # a second process opening the file waits here
@@ -355,11 +363,11 @@ def _ensure_schema(conn: sqlite3.Connection, path: str | Path) -> None:
         old = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'points'"
         ).fetchone()
-        if version < SCHEMA_VERSION and old:
+        if version == 0 and old:
             (n,) = conn.execute("SELECT COUNT(*) FROM points").fetchone()
-            logger.warning("migrating %d time-series points of %s to layout 2", n, path)
+            logger.warning("migrating %d time-series points of %s to layout 3", n, path)
             conn.execute("ALTER TABLE points RENAME TO points_v1")
-            for statement in _SCHEMA[:2]:
+            for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(
                 "INSERT OR IGNORE INTO series (measurement, tags)"
@@ -373,6 +381,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: str | Path) -> None:
                 " ORDER BY p.measurement, p.hall, p.time_us, p.id"
             )
             conn.execute("DROP TABLE points_v1")
+        conn.execute("DROP INDEX IF EXISTS points_by_id")  # layout 2's
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
