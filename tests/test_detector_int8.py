@@ -80,7 +80,8 @@ def test_int8_finds_the_one_person_in_a_photo(
     assert iou(dets.xyxy[0], expected) > 0.75, (dets.xyxy[0], expected)
     assert x1 <= face[0] <= x2 and y1 <= face[1] <= y2
     assert dets.confidence[0] >= 0.85
-    # close to the float model's detection (measured: IoU >= 0.99, scores within 0.013)
+    # close to the float model's detection (measured on an AVX2 CPU: IoU >= 0.98, scores
+    # within 0.004)
     assert iou(dets.xyxy[0], ref.xyxy[0]) > 0.95
     assert abs(float(dets.confidence[0]) - float(ref.confidence[0])) < 0.05
 
