@@ -8,7 +8,8 @@ time, like the ULIDs of facts), then each format is exported to a temporary file
 the columnar read path (after an ``os.sync()``, so that writing back the freshly generated
 file does not run during the export). The last line is JSON::
 
-    {"points": …, "csv_rows_per_s": …, "parquet_rows_per_s": …, "peak_rss_mb": …}
+    {"points": …, "csv_rows_per_s": …, "parquet_rows_per_s": …, "peak_rss_mb": …,
+     "machine": {"cpu": …, "cpus": …}}
 
 ``peak_rss_mb`` is the process's peak resident set (generation included): it stays flat
 when ``--points`` grows, since points are read at most 32,768 at a time.
@@ -28,6 +29,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _machine import machine
 
 from aggregator.export import ExportFormat, ExportQuery, open_source, write_export
 from aggregator.store.state import StateStore
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         series.close()
         state.dispose()
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    print(json.dumps(result))
+    print(json.dumps({**result, "machine": machine()}))
     return 0
 
 

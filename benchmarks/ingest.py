@@ -31,15 +31,16 @@ VictoriaMetrics serves them all):
 
 The publisher's messages are queued in the broker (persistent session of the consumer,
 subscribed before publishing), so the consumer is measured draining a backlog at full
-speed. A shared 2-core machine's speed swings by a third within minutes, so each figure
-is the median of its rounds, and the aggregator's shares of the bare subscribers are the
-medians of each round's ratio. The last line is one JSON object::
+speed. A shared 2-core machine's speed swings by a third to a half within minutes, so each
+figure is the median of its rounds, and the aggregator's shares of the bare subscribers are
+the medians of each round's ratio. The result names the machine's CPU: the figures are the
+machine's as much as the code's. The last line is one JSON object::
 
     {"facts": …, "rounds": …, "bare_subscriber_msgs_per_s": …,
      "bare_wire_subscriber_msgs_per_s": …, "facts_per_s_sqlite": …,
      "facts_per_s_victoriametrics": …, "cpu_us_per_fact_sqlite": …,
      "cpu_us_per_fact_victoriametrics": …, "sqlite_vs_bare": …, "sqlite_vs_bare_wire": …,
-     "runs": {each figure: [its value in each round]}}
+     "runs": {each figure: [its value in each round]}, "machine": {"cpu": …, "cpus": …}}
 
 ``cpu_us_per_fact_*`` is the aggregator process's CPU time per fact during its drain:
 on a shared machine whose CPU others take, the wall time per fact grows and this does
@@ -67,6 +68,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import machine  # noqa: E402
 
 from aggregator.ingest import Ingestor  # noqa: E402
 from aggregator.mqtt_ingest import MqttIngest  # noqa: E402
@@ -306,7 +309,7 @@ def main() -> None:
             for name, rate in one_round(broker.port, messages, folder, vm):
                 runs[name].append(round(rate))
                 print(f"round {turn}, {CONSUMERS[name]}: {round(rate)}", flush=True)
-    print(json.dumps(summarise(args.facts, runs)))
+    print(json.dumps({**summarise(args.facts, runs), "machine": machine()}))
 
 
 def one_round(

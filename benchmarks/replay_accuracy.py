@@ -53,14 +53,14 @@ def main() -> int:
     ]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
     print(f"replayed {DURATION:.0f} s of video in {wall:.1f} s ({cpu:.1f} CPU-s)")
-    for since, on in changes:
-        print(f"  {'on_post ' if on else 'off_post'} since {since:6.1f} s")
+    for since, is_on in changes:
+        print(f"  {'on_post ' if is_on else 'off_post'} since {since:6.1f} s")
 
     def state(t: float) -> bool:
         current = False
-        for since, on in changes:
+        for since, is_on in changes:
             if since <= t:
-                current = on
+                current = is_on
         return current
 
     samples = [i * 0.5 for i in range(int(DURATION * 2))]
