@@ -1,8 +1,9 @@
 """What machine a benchmark ran on, for its result line.
 
 The figures of ``benchmarks/`` depend on the CPU as much as on the code: the same ingest
-drained 18,000–19,500 facts/s on one 2-core VM (Intel Xeon) and ~29,000 on another (AMD
-EPYC). A result line that names its CPU can be compared with another that names the same.
+drained 18,100–19,500 facts/s (medians of runs) on one 2-core VM (Intel Xeon) and
+21,500–32,900 on another (AMD EPYC). A result line that names its CPU can be compared with
+another that names the same.
 """
 
 from __future__ import annotations
